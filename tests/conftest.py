@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,34 @@ def run_cli(
     if check and result.returncode != 0:
         raise AssertionError(f"govbus {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+PG_ADMIN_DSN = os.environ.get("GOVBUS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards.
+
+    Skips when the server is unreachable — except with CI=true, where the
+    PostgreSQL tests must run.
+    """
+    import uuid
+
+    import psycopg
+
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_DSN}: {exc}")
+    name = f"govbus_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

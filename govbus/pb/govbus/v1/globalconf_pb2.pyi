@@ -215,3 +215,9 @@ class SignedGlobalConf(_message.Message):
     signature: _signature_pb2.Signature
     signer_certificate: bytes
     def __init__(self, conf: _Optional[bytes] = ..., signature: _Optional[_Union[_signature_pb2.Signature, _Mapping]] = ..., signer_certificate: _Optional[bytes] = ...) -> None: ...
+
+class GetGlobalConfRequest(_message.Message):
+    __slots__ = ("known_version",)
+    KNOWN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    known_version: int
+    def __init__(self, known_version: _Optional[int] = ...) -> None: ...

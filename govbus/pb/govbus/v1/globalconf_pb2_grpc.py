@@ -4,6 +4,7 @@
 import grpc
 import warnings
 
+from govbus.pb.govbus.v1 import globalconf_pb2 as govbus_dot_v1_dot_globalconf__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -23,3 +24,81 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class GlobalConfServiceStub:
+    """Served by the registry on its public port: the configuration is signed, so
+    the transport needs no client authentication.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Get = channel.unary_unary(
+                '/govbus.v1.GlobalConfService/Get',
+                request_serializer=govbus_dot_v1_dot_globalconf__pb2.GetGlobalConfRequest.SerializeToString,
+                response_deserializer=govbus_dot_v1_dot_globalconf__pb2.SignedGlobalConf.FromString,
+                _registered_method=True)
+
+
+class GlobalConfServiceServicer:
+    """Served by the registry on its public port: the configuration is signed, so
+    the transport needs no client authentication.
+    """
+
+    def Get(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_GlobalConfServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
+                    request_deserializer=govbus_dot_v1_dot_globalconf__pb2.GetGlobalConfRequest.FromString,
+                    response_serializer=govbus_dot_v1_dot_globalconf__pb2.SignedGlobalConf.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'govbus.v1.GlobalConfService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('govbus.v1.GlobalConfService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class GlobalConfService:
+    """Served by the registry on its public port: the configuration is signed, so
+    the transport needs no client authentication.
+    """
+
+    @staticmethod
+    def Get(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govbus.v1.GlobalConfService/Get',
+            govbus_dot_v1_dot_globalconf__pb2.GetGlobalConfRequest.SerializeToString,
+            govbus_dot_v1_dot_globalconf__pb2.SignedGlobalConf.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
