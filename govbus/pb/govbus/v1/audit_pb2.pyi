@@ -57,7 +57,7 @@ JUSTIFICATION_NONE: Justification
 JUSTIFICATION_STALE_FEED_OPEN: Justification
 
 class ExchangeRecord(_message.Message):
-    __slots__ = ("request_id", "logged_at_ms", "side", "phase", "server", "peer_server", "client", "service", "method", "subject_pseudonym", "purpose", "initiator", "justification", "consent_id", "legal_basis_id", "law_reference", "hidden_until_ms", "decision", "decision_reason", "status_code", "error_code", "error_origin", "request_hash", "message_hash", "body_sha256", "sequence", "signature", "signer_certificate_sha256", "header_ciphertext", "body_ciphertext", "duration_us", "upstream_us", "body_size", "traceparent")
+    __slots__ = ("request_id", "logged_at_ms", "side", "phase", "server", "peer_server", "client", "service", "method", "subject_pseudonym", "purpose", "initiator", "justification", "consent_id", "legal_basis_id", "law_reference", "hidden_until_ms", "decision", "decision_reason", "status_code", "error_code", "error_origin", "request_hash", "message_hash", "body_sha256", "sequence", "signature", "signer_certificate_sha256", "header_ciphertext", "body_ciphertext", "duration_us", "upstream_us", "body_size", "traceparent", "log_index")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LOGGED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,7 @@ class ExchangeRecord(_message.Message):
     UPSTREAM_US_FIELD_NUMBER: _ClassVar[int]
     BODY_SIZE_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    LOG_INDEX_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     logged_at_ms: int
     side: Side
@@ -126,4 +127,5 @@ class ExchangeRecord(_message.Message):
     upstream_us: int
     body_size: int
     traceparent: str
-    def __init__(self, request_id: _Optional[str] = ..., logged_at_ms: _Optional[int] = ..., side: _Optional[_Union[Side, str]] = ..., phase: _Optional[_Union[Phase, str]] = ..., server: _Optional[str] = ..., peer_server: _Optional[str] = ..., client: _Optional[str] = ..., service: _Optional[str] = ..., method: _Optional[str] = ..., subject_pseudonym: _Optional[bytes] = ..., purpose: _Optional[str] = ..., initiator: _Optional[str] = ..., justification: _Optional[_Union[Justification, str]] = ..., consent_id: _Optional[str] = ..., legal_basis_id: _Optional[str] = ..., law_reference: _Optional[str] = ..., hidden_until_ms: _Optional[int] = ..., decision: _Optional[_Union[Decision, str]] = ..., decision_reason: _Optional[str] = ..., status_code: _Optional[int] = ..., error_code: _Optional[str] = ..., error_origin: _Optional[str] = ..., request_hash: _Optional[bytes] = ..., message_hash: _Optional[bytes] = ..., body_sha256: _Optional[bytes] = ..., sequence: _Optional[int] = ..., signature: _Optional[_Union[_signature_pb2.Signature, _Mapping]] = ..., signer_certificate_sha256: _Optional[bytes] = ..., header_ciphertext: _Optional[bytes] = ..., body_ciphertext: _Optional[bytes] = ..., duration_us: _Optional[int] = ..., upstream_us: _Optional[int] = ..., body_size: _Optional[int] = ..., traceparent: _Optional[str] = ...) -> None: ...
+    log_index: int
+    def __init__(self, request_id: _Optional[str] = ..., logged_at_ms: _Optional[int] = ..., side: _Optional[_Union[Side, str]] = ..., phase: _Optional[_Union[Phase, str]] = ..., server: _Optional[str] = ..., peer_server: _Optional[str] = ..., client: _Optional[str] = ..., service: _Optional[str] = ..., method: _Optional[str] = ..., subject_pseudonym: _Optional[bytes] = ..., purpose: _Optional[str] = ..., initiator: _Optional[str] = ..., justification: _Optional[_Union[Justification, str]] = ..., consent_id: _Optional[str] = ..., legal_basis_id: _Optional[str] = ..., law_reference: _Optional[str] = ..., hidden_until_ms: _Optional[int] = ..., decision: _Optional[_Union[Decision, str]] = ..., decision_reason: _Optional[str] = ..., status_code: _Optional[int] = ..., error_code: _Optional[str] = ..., error_origin: _Optional[str] = ..., request_hash: _Optional[bytes] = ..., message_hash: _Optional[bytes] = ..., body_sha256: _Optional[bytes] = ..., sequence: _Optional[int] = ..., signature: _Optional[_Union[_signature_pb2.Signature, _Mapping]] = ..., signer_certificate_sha256: _Optional[bytes] = ..., header_ciphertext: _Optional[bytes] = ..., body_ciphertext: _Optional[bytes] = ..., duration_us: _Optional[int] = ..., upstream_us: _Optional[int] = ..., body_size: _Optional[int] = ..., traceparent: _Optional[str] = ..., log_index: _Optional[int] = ...) -> None: ...
