@@ -37,7 +37,7 @@ def sample_record(
     iin: str | None = None,
     request_id: str | None = None,
     logged_at_ms: int | None = None,
-    phase: int = audit_pb2.PHASE_REQUEST,
+    phase: audit_pb2.Phase = audit_pb2.PHASE_REQUEST,
 ) -> audit_pb2.ExchangeRecord:
     """Record number `n` of a plausible exchange (about 600 bytes serialized)."""
     header_hash = hashlib.sha256(f"header-{n}".encode()).digest()
