@@ -363,22 +363,27 @@ def verify_bundle(
     anchor = TrustAnchor([load_certificate(folder / "ca.cert.pem")])
     anchor.validate(log_cert, role=Role.SIGNING, at=log_cert.not_valid_before_utc)
     key = NoteKey(manifest["origin"], log_cert.public_key())  # type: ignore[arg-type]
-    parsed, _, _ = verify_checkpoint(_read_text(folder / "checkpoint.txt"), key)
+    parsed, note, _ = verify_checkpoint(_read_text(folder / "checkpoint.txt"), key)
+    if (folder / "checkpoint.body").read_bytes() != note.text.encode():
+        raise InvalidRequest("checkpoint.body is not the text of checkpoint.txt")
+    bare = (folder / "checkpoint.sig").read_bytes()
+    if not any(s.signature == bare for s in note.signatures if key.matches(s)):
+        raise InvalidRequest("checkpoint.sig is not the log's signature in checkpoint.txt")
     for entry in manifest["records"]:
         base = folder / "records" / f"{entry['index']:012d}"
         inclusion = json.loads(_read_text(base / "inclusion.json"))
         leaf = (base / "record.bin").read_bytes()
         record = parse_leaf(leaf, entry["index"])
-        merkle.verify_inclusion(
-            entry["index"],
-            parsed.size,
-            leaf_hash(leaf),
-            [bytes.fromhex(h) for h in inclusion["proof"]],
-            parsed.root,
-        )
+        steps = _read_text(base / "proof" / "steps").split()
+        proof = [(base / "proof" / name).read_bytes() for name in steps[1::2]]
+        if [h.hex() for h in proof] != inclusion["proof"]:
+            raise InvalidRequest(f"record {entry['index']}: proof files and inclusion.json differ")
+        merkle.verify_inclusion(entry["index"], parsed.size, leaf_hash(leaf), proof, parsed.root)
         signer = load_certificate(base / "signer.cert.pem")
         anchor.validate(signer, role=Role.SIGNING, at=signer.not_valid_before_utc)
         header = (base / "header.bin").read_bytes()
+        if (base / "signature.der").read_bytes() != record.signature.value:
+            raise InvalidRequest(f"record {entry['index']}: signature.der is not the record's")
         if hashlib.sha256(header).digest() != record.message_hash:
             raise InvalidRequest(f"record {entry['index']}: header.bin is not the header it names")
         verifier = PublicKeyVerifier(signer.public_key())  # type: ignore[arg-type]
