@@ -33,7 +33,8 @@ CHILD = textwrap.dedent(
     from audit_log.testing import sample_record
     from govbus.crypto.keys import KeySigner, load_private_key
 
-    url, key_path, passphrase, origin = sys.argv[1], Path(sys.argv[2]), sys.argv[3].encode(), sys.argv[4]
+    url, key_path, passphrase, origin = sys.argv[1:5]
+    key_path, passphrase = Path(key_path), passphrase.encode()
     signer = KeySigner(load_private_key(key_path, passphrase), b"")
 
     async def main():
