@@ -294,3 +294,49 @@ def test_log_that_lost_records_is_caught_by_the_witness(
             servicer.close()
 
     asyncio.run(main())
+
+
+def test_audit_query_service(tmp_path: Path, ca: CertificateAuthority) -> None:
+    import os
+
+    from audit_log.keys import Pseudonymizer
+    from audit_log.query import add_audit_query_servicer
+    from audit_log.testing import sample_iin
+    from govbus.errors import AccessDenied, from_rpc_error
+    from govbus.pb.govbus.v1 import auditlog_pb2, auditlog_pb2_grpc
+
+    issued = ca.issue_key(Role.SIGNING, "KZ/GOV/040340123459")
+    pseudonymizer = Pseudonymizer(os.urandom(32))
+    person = sample_iin(9001)
+
+    async def allow(context: object) -> None:
+        del context
+
+    async def main() -> None:
+        log = await open_log(f"sqlite://{tmp_path}/log.db", signer=issued.signer(), origin=ORIGIN)
+        for i in range(5):
+            await log.append(sample_record(i, pseudonymizer=pseudonymizer, iin=person))
+        for authorize, port_name in ((allow, "open"), (None, "closed")):
+            server = grpc.aio.server()
+            add_audit_query_servicer(server, log, authorize)
+            port = server.add_insecure_port("127.0.0.1:0")
+            await server.start()
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = auditlog_pb2_grpc.AuditQueryServiceStub(channel)
+                request = auditlog_pb2.FindBySubjectRequest(
+                    subject_pseudonym=pseudonymizer.pseudonym(person),
+                    from_ms=0,
+                    to_ms=2**62,
+                    limit=3,
+                )
+                if port_name == "open":
+                    answer = await stub.FindBySubject(request)
+                    assert [r.index for r in answer.records] == [0, 1, 2] and answer.truncated
+                else:
+                    with pytest.raises(grpc.RpcError) as refused:
+                        await stub.FindBySubject(request)
+                    assert isinstance(from_rpc_error(refused.value), AccessDenied)
+            await server.stop(None)
+        await log.close()
+
+    asyncio.run(main())
