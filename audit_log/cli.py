@@ -11,6 +11,7 @@ Depends on `govbus` and `audit_log` only: no server needs to run.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -152,7 +153,7 @@ def verify(
             TextColumn("verifying"),
             BarColumn(),
             TaskProgressColumn(),
-            TextColumn("{task.completed:,} of {task.total:,} records"),
+            TextColumn("{task.completed:,.0f} records"),
             TimeRemainingColumn(),
             console=err,
             disable=quiet,
@@ -170,7 +171,8 @@ def verify(
     finally:
         store.close()
     console.print(f"[green]verified[/]: {result.records:,} records in {took:.1f} s")
-    console.print(f"  root        {result.root.hex()}")
+    root = base64.b64encode(result.root).decode()
+    console.print(f"  root        {root} (base64, as in checkpoints)", highlight=False)
     if result.checkpoint is not None:
         console.print(
             f"  checkpoint  size {result.checkpoint.size:,}, signed by {key.name} "
