@@ -136,7 +136,9 @@ def load_certificate(data: bytes | Path) -> x509.Certificate:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
+        # InvalidVersion is not a ValueError: a flipped version byte must still be refused
+        # as an invalid certificate, not escape as an untyped exception.
         raise CertificateInvalid(f"{source} is not a valid X.509 certificate: {exc}") from None
 
 
