@@ -583,13 +583,20 @@ def check_store(
         frontier = Frontier.from_bytes(head.size, head.frontier)
         if frontier.root() != head.root:
             raise AuditLogCorrupt("the stored tree head's root does not match its right edge")
+    checkpoints = store.checkpoints()
     if full:
         from audit_log.auditor import verify_store
 
-        verify_store(store, keys[0], check_nodes=True)
+        known = list(keys)
+        for stored in checkpoints:
+            for signature in parse_note(stored.note).signatures:
+                if not any(k.matches(signature) for k in known):
+                    older = _stored_key(store, keys[0].name, signature.key_id)
+                    if older is not None:
+                        known.append(older)
+        verify_store(store, known, check_nodes=True)
     else:
         _check_edge(store, frontier)
-    checkpoints = store.checkpoints()
     latest = checkpoints[-1] if checkpoints else None
     if latest is not None:
         _check_checkpoint(store, keys, latest, frontier)

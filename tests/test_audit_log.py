@@ -265,3 +265,25 @@ def test_full_check_finds_an_old_altered_record(store_url: str, signer: KeySigne
             await _open(store_url, signer, check="full")
 
     asyncio.run(main())
+
+
+def test_signing_key_rotation_keeps_old_checkpoints_checkable(
+    store_url: str, ca: CertificateAuthority
+) -> None:
+    first = ca.issue_key(Role.SIGNING, "KZ/GOV/040340123459").signer()
+    second = ca.issue_key(Role.SIGNING, "KZ/GOV/040340123459").signer()
+    third = ca.issue_key(Role.SIGNING, "KZ/GOV/040340123459").signer()
+
+    async def main() -> None:
+        for n, signer in enumerate((first, second)):
+            log = await _open(store_url, signer)
+            await asyncio.gather(
+                *(log.append(sample_record(i)) for i in range(n * 10, n * 10 + 10))
+            )
+            await log.checkpoint()
+            await log.close()
+        log = await _open(store_url, third, check="full")
+        assert log.size == 20
+        await log.close()
+
+    asyncio.run(main())
