@@ -4,6 +4,7 @@
 import grpc
 import warnings
 
+from govbus.pb.govbus.v1 import envelope_pb2 as govbus_dot_v1_dot_envelope__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -23,3 +24,133 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class ExchangeStub:
+    """Served by every provider security server on its mutual-TLS port. The body of
+    a request is the consumer's gRPC payload, untouched; so is the body of an
+    answer. A refusal after the request was authenticated is itself a signed
+    answer (kind RESPONSE or STREAM_END with status_code != 0), so the consumer
+    holds proof of who refused and why.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Unary = channel.unary_unary(
+                '/govbus.v1.Exchange/Unary',
+                request_serializer=govbus_dot_v1_dot_envelope__pb2.SignedMessage.SerializeToString,
+                response_deserializer=govbus_dot_v1_dot_envelope__pb2.SignedMessage.FromString,
+                _registered_method=True)
+        self.ServerStream = channel.unary_stream(
+                '/govbus.v1.Exchange/ServerStream',
+                request_serializer=govbus_dot_v1_dot_envelope__pb2.SignedMessage.SerializeToString,
+                response_deserializer=govbus_dot_v1_dot_envelope__pb2.SignedMessage.FromString,
+                _registered_method=True)
+
+
+class ExchangeServicer:
+    """Served by every provider security server on its mutual-TLS port. The body of
+    a request is the consumer's gRPC payload, untouched; so is the body of an
+    answer. A refusal after the request was authenticated is itself a signed
+    answer (kind RESPONSE or STREAM_END with status_code != 0), so the consumer
+    holds proof of who refused and why.
+    """
+
+    def Unary(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ServerStream(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ExchangeServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Unary': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unary,
+                    request_deserializer=govbus_dot_v1_dot_envelope__pb2.SignedMessage.FromString,
+                    response_serializer=govbus_dot_v1_dot_envelope__pb2.SignedMessage.SerializeToString,
+            ),
+            'ServerStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.ServerStream,
+                    request_deserializer=govbus_dot_v1_dot_envelope__pb2.SignedMessage.FromString,
+                    response_serializer=govbus_dot_v1_dot_envelope__pb2.SignedMessage.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'govbus.v1.Exchange', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('govbus.v1.Exchange', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Exchange:
+    """Served by every provider security server on its mutual-TLS port. The body of
+    a request is the consumer's gRPC payload, untouched; so is the body of an
+    answer. A refusal after the request was authenticated is itself a signed
+    answer (kind RESPONSE or STREAM_END with status_code != 0), so the consumer
+    holds proof of who refused and why.
+    """
+
+    @staticmethod
+    def Unary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govbus.v1.Exchange/Unary',
+            govbus_dot_v1_dot_envelope__pb2.SignedMessage.SerializeToString,
+            govbus_dot_v1_dot_envelope__pb2.SignedMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ServerStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/govbus.v1.Exchange/ServerStream',
+            govbus_dot_v1_dot_envelope__pb2.SignedMessage.SerializeToString,
+            govbus_dot_v1_dot_envelope__pb2.SignedMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
