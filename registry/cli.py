@@ -224,6 +224,21 @@ def whoami(
     console.print(f"{answer.name} ({answer.role})")
 
 
+@registry_app.command("wait-published")
+def wait_published(
+    registry: AdminAddress,
+    cert: AdminCert,
+    key: AdminKey,
+    ca: CaFile,
+    timeout: Annotated[float, typer.Option(help="seconds to wait at most")] = 30.0,
+    passphrase_file: PassFile = None,
+) -> None:
+    """Wait until every change made so far is in a published configuration (for scripts)."""
+    with _admin(registry, cert, key, ca, passphrase_file) as admin:
+        version = admin.wait_published(timeout=timeout)
+    console.print(f"global configuration v{version} covers every change so far")
+
+
 @registry_app.command("set-consent-service")
 def set_consent_service(
     address: Annotated[str, typer.Option(help="consent service host:port")],
