@@ -351,8 +351,15 @@ class GlobalConfClient:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(GovbusError):
+            try:
                 await self.refresh()
+            except GovbusError:
+                pass  # recorded in last_error; the copy in force stays
+            except Exception:
+                # Without this, one unexpected error would end polling silently and the
+                # server would run into GLOBAL_CONF_EXPIRED with the registry up.
+                log.exception("global configuration download failed unexpectedly")
+                self.last_error = "download failed unexpectedly (see the log)"
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:

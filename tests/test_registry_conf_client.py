@@ -192,3 +192,32 @@ def test_client_outlives_the_registry_expires_and_recovers_without_restart(
 
     with processes:
         asyncio.run(scenario())
+
+
+def test_regression_an_unexpected_fetch_error_does_not_end_polling(tmp_path: Path) -> None:
+    """A poller that died on one unexpected exception would let the copy expire with the
+    registry up; it must log, record and go on."""
+    ca = CertificateAuthority.init(tmp_path / "pki", PASSPHRASE)
+    key = ca.issue_key(Role.REGISTRY, "registry")
+    conf = globalconf_pb2.GlobalConf(version=1, instance="KZ")
+    conf.expires_at.seconds = int(time.time()) + 600
+    good = sign_global_conf(conf, key.signer(), certificate_der(key.certificate))
+    calls = 0
+
+    async def flaky() -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in a download path")
+        return good
+
+    async def scenario() -> None:
+        client = GlobalConfClient([ca.certificate], flaky, interval=0.01)
+        client.start()
+        try:
+            await until(lambda: _current_version(client) == 1, 5, "polling to go on")
+        finally:
+            await client.stop()
+
+    asyncio.run(scenario())
+    assert calls >= 2
