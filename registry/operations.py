@@ -185,6 +185,7 @@ class RegistryOperations:
                 owner=str(server.member),
                 address=address.strip(),
                 tls_certificate=certificate_der(tls_cert),
+                signing_certificate=certificate_der(signing_cert),
             )
             w.put_server(record, certificate_der(signing_cert))
             w.note(

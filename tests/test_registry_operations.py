@@ -126,6 +126,7 @@ def test_a_provider_is_set_up_and_every_step_is_in_the_audit_trail(
     hosts = tls.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "ss1.gbdfl.kz" in hosts.get_values_for_type(x509.DNSName)
     assert ca.trust_anchor().validate(signing_der, role=Role.SIGNING).name == GBDFL
+    assert server.signing_certificate == signing_der  # carried in the configuration too
     assert service.consent_policy == globalconf_pb2.CONSENT_REQUIRED
     assert service.stale_feed_mode == globalconf_pb2.FAIL_CLOSED
     assert (service.default_deadline_ms, service.max_message_bytes) == (5000, 4 * 1024 * 1024)
