@@ -7,6 +7,7 @@ in id order so the same content always serializes to the same bytes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
@@ -31,9 +32,28 @@ def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
 
 
+def _serial_bytes(serial: int) -> bytes:
+    return serial.to_bytes((serial.bit_length() + 7) // 8 or 1, "big")
+
+
 def build_global_conf(
-    content: RegistryContent, settings: ConfSettings, *, version: int, now: float
+    content: RegistryContent,
+    settings: ConfSettings,
+    *,
+    version: int,
+    now: float,
+    extra_revoked: Iterable[int] = (),
 ) -> globalconf_pb2.GlobalConf:
+    """The configuration of `content`; `extra_revoked` are serials revoked outside the
+    registry store (directly in the CA's index with `govbus pki revoke`)."""
+    revoked = list(content.revoked)
+    known = {int.from_bytes(r.serial, "big") for r in revoked}
+    for serial in sorted(set(extra_revoked) - known):
+        revoked.append(
+            globalconf_pb2.RevokedCertificate(
+                serial=_serial_bytes(serial), reason="revoked in the CA index"
+            )
+        )
     conf = globalconf_pb2.GlobalConf(
         version=version,
         instance=settings.instance,
@@ -46,7 +66,7 @@ def build_global_conf(
         access_rights=content.access_rights,
         groups=content.groups,
         legal_bases=content.legal_bases,
-        revoked=content.revoked,
+        revoked=revoked,
         ca_certificates=settings.ca_certificates,
         consent_service_certificate=content.consent_service_certificate,
         consent_service_address=content.consent_service_address,

@@ -120,6 +120,9 @@ class RegistryOperations:
         """The CA with the revocations in force now (admin certificates are checked against it)."""
         with self.store.read() as reader:
             revoked = reader.revoked_serials()
+        with self._ca_lock:
+            # Also what was revoked straight in the CA index (`govbus pki revoke`).
+            revoked |= self.ca.revoked_serials()
         return TrustAnchor([self.ca.certificate], revoked)
 
     # --- members and subsystems -------------------------------------------------------------

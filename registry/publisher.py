@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -70,6 +70,7 @@ class ConfPublisher:
         resign_interval: float = 60.0,
         poll_interval: float | None = None,
         clock: Callable[[], float] = time.time,
+        extra_revoked: Callable[[], Iterable[int]] = frozenset,
     ) -> None:
         self._store = store
         self._signer = signer
@@ -81,6 +82,7 @@ class ConfPublisher:
         # Changes made by another registry process sharing the database are seen by polling.
         self.poll_interval = poll_interval or max(min_interval, 2.0)
         self._clock = clock
+        self._extra_revoked = extra_revoked
         self._current: Publication | None = None
         self._wake = asyncio.Event()
         self._published = asyncio.Condition()
@@ -109,10 +111,12 @@ class ConfPublisher:
         """Build, sign, self-verify and swap in a new version now."""
         async with self._generate_lock:
             self._last_attempt = time.monotonic()
-            content: RegistryContent = await asyncio.to_thread(self._read_content)
+            content, extra = await asyncio.to_thread(self._read_content)
             version = await asyncio.to_thread(self._store.next_conf_version)
             now = self._clock()
-            conf = build_global_conf(content, self.settings, version=version, now=now)
+            conf = build_global_conf(
+                content, self.settings, version=version, now=now, extra_revoked=extra
+            )
             raw = sign_global_conf(conf, self._signer, self._signer_cert)
             previous = self._current.view if self._current is not None else None
             view = verify_global_conf(raw, self._anchor, previous=previous, now=now)
@@ -127,9 +131,10 @@ class ConfPublisher:
         log.info("published global configuration v%d (revision %d)", version, content.revision)
         return publication
 
-    def _read_content(self) -> RegistryContent:
+    def _read_content(self) -> tuple[RegistryContent, frozenset[int]]:
         with self._store.read() as reader:
-            return reader.content()
+            content = reader.content()
+        return content, frozenset(self._extra_revoked())
 
     async def wait_for(self, revision: int, within: float) -> Publication:
         """The first publication covering `revision` (0 = the store's current revision)."""

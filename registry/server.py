@@ -221,6 +221,7 @@ async def _serve(
         settings,
         min_interval=options.min_interval,
         resign_interval=options.resign_interval,
+        extra_revoked=keys.ca.revoked_serials,
     )
     await publisher.publish()
     publisher.start()

@@ -435,3 +435,19 @@ def read_back(persons: bytes) -> bytes:
     from registry.descriptors import read_contract
 
     return read_contract(persons, PERSON_SERVICE).descriptor_set
+
+
+def test_revocations_made_straight_in_the_ca_index_are_published_too(
+    ops: RegistryOperations, ca: CertificateAuthority
+) -> None:
+    from registry.confbuild import build_global_conf
+
+    admin = ca.issue_key(Role.ADMIN, GBDFL).certificate
+    ca.revoke(admin.serial_number, "revoked with govbus pki revoke")
+    assert admin.serial_number in ops.anchor().revoked
+    with ops.store.read() as r:
+        content = r.content()
+    conf = build_global_conf(
+        content, ConfSettings(), version=1, now=0.0, extra_revoked=ca.revoked_serials()
+    )
+    assert [int.from_bytes(r.serial, "big") for r in conf.revoked] == [admin.serial_number]
