@@ -230,3 +230,4 @@ def test_operator_and_agency_flow_on_the_command_line(tmp_path: Path) -> None:
             assert action in trail, action
         tson_trail = cli("registry", "audit-trail", **as_tson)
         assert "service.publish" not in tson_trail
+        assert registry.stop() == 0  # SIGTERM: a graceful stop

@@ -451,3 +451,33 @@ def test_revocations_made_straight_in_the_ca_index_are_published_too(
         content, ConfSettings(), version=1, now=0.0, extra_revoked=ca.revoked_serials()
     )
     assert [int.from_bytes(r.serial, "big") for r in conf.revoked] == [admin.serial_number]
+
+
+def test_a_burst_of_changes_gives_one_new_version(
+    ops: RegistryOperations, ca: CertificateAuthority
+) -> None:
+    signing = ca.issue_key(Role.REGISTRY, "registry")
+    publisher = ConfPublisher(
+        ops.store,
+        signing.signer(),
+        certificate_der(signing.certificate),
+        [ca.certificate],
+        ConfSettings(),
+        min_interval=0.2,
+    )
+
+    async def scenario() -> tuple[int, int]:
+        first = await publisher.publish()
+        publisher.start()
+        ops.add_member(OPERATOR, GBDFL, "ГБД ФЛ")
+        # Ten changes while the publisher cannot run (no await in between): one version.
+        for code in range(10):
+            ops.add_subsystem(OPERATOR, f"{GBDFL}/s{code}", "burst")
+            publisher.notify_change()
+        covered = await publisher.wait_for(0, 10.0)
+        await publisher.stop()
+        return first.version, covered.version
+
+    first, covered = asyncio.run(scenario())
+    assert covered == first + 1
+    assert len(publisher.current.conf.subsystems) == 10
