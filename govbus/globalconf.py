@@ -244,10 +244,23 @@ def file_source(path: Path) -> Fetch:
     return fetch
 
 
-def grpc_source(address: str, ca_pem: bytes, timeout: float = 10.0) -> Fetch:
-    """Download from the registry's `GlobalConfService` over TLS (server authenticated)."""
+def grpc_source(
+    address: str, ca_pem: bytes, timeout: float = 10.0, *, reconnect_backoff: float = 5.0
+) -> Fetch:
+    """Download from the registry's `GlobalConfService` over TLS (server authenticated).
+
+    `reconnect_backoff` caps gRPC's reconnection back-off (default up to 120 s), so a
+    registry that comes back is reached again within about that time, not minutes later.
+    """
+    backoff_ms = max(100, int(reconnect_backoff * 1000))
     channel = grpc.aio.secure_channel(
-        address, grpc.ssl_channel_credentials(root_certificates=ca_pem)
+        address,
+        grpc.ssl_channel_credentials(root_certificates=ca_pem),
+        options=(
+            ("grpc.initial_reconnect_backoff_ms", min(1000, backoff_ms)),
+            ("grpc.min_reconnect_backoff_ms", min(1000, backoff_ms)),
+            ("grpc.max_reconnect_backoff_ms", backoff_ms),
+        ),
     )
     stub = globalconf_pb2_grpc.GlobalConfServiceStub(channel)
 
@@ -338,8 +351,15 @@ class GlobalConfClient:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(GovbusError):
+            try:
                 await self.refresh()
+            except GovbusError:
+                pass  # recorded in last_error; the copy in force stays
+            except Exception:
+                # Without this, one unexpected error would end polling silently and the
+                # server would run into GLOBAL_CONF_EXPIRED with the registry up.
+                log.exception("global configuration download failed unexpectedly")
+                self.last_error = "download failed unexpectedly (see the log)"
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:

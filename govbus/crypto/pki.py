@@ -27,6 +27,7 @@ import enum
 import hashlib
 import ipaddress
 import json
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from govbus.crypto.keys import (
@@ -133,12 +135,15 @@ def load_certificate(data: bytes | Path) -> x509.Certificate:
         except OSError as exc:
             raise KeyInvalid(f"cannot read certificate {source}: {exc.strerror}") from None
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except (ValueError, x509.InvalidVersion) as exc:
-        # InvalidVersion is not a ValueError: a flipped version byte must still be refused
-        # as an invalid certificate, not escape as an untyped exception.
+        # cryptography only warns about some malformed certificates (a non-positive
+        # serial); a certificate of this bus is never like that, so refuse it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            if data.lstrip().startswith(b"-----BEGIN"):
+                return x509.load_pem_x509_certificate(data)
+            return x509.load_der_x509_certificate(data)
+    # InvalidVersion is not a ValueError: a flipped bit in the version field raises it.
+    except (ValueError, x509.InvalidVersion, CryptographyDeprecationWarning) as exc:
         raise CertificateInvalid(f"{source} is not a valid X.509 certificate: {exc}") from None
 
 
@@ -149,7 +154,7 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
         raise KeyInvalid(f"cannot read certificates {path}: {exc.strerror}") from None
     try:
         return x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise CertificateInvalid(f"{path} holds no valid PEM certificates: {exc}") from None
 
 
@@ -208,7 +213,17 @@ class TrustAnchor:
         cached = self._cache.get(der)
         if cached is None:
             parsed = load_certificate(der) if isinstance(cert, bytes) else cert
-            cached = (self._validate_static(parsed, der), parsed)
+            try:
+                cached = (self._validate_static(parsed, der), parsed)
+            # cryptography parses names and extensions lazily: damage inside them
+            # surfaces only here, as one of these.
+            except (
+                ValueError,
+                TypeError,
+                x509.DuplicateExtension,
+                x509.UnsupportedGeneralNameType,
+            ) as exc:
+                raise CertificateInvalid(f"certificate is malformed: {exc}") from None
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[der] = cached

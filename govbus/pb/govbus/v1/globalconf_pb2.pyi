@@ -49,16 +49,18 @@ class Subsystem(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class SecurityServer(_message.Message):
-    __slots__ = ("id", "owner", "address", "tls_certificate")
+    __slots__ = ("id", "owner", "address", "tls_certificate", "signing_certificate")
     ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     TLS_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     id: str
     owner: str
     address: str
     tls_certificate: bytes
-    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., address: _Optional[str] = ..., tls_certificate: _Optional[bytes] = ...) -> None: ...
+    signing_certificate: bytes
+    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., address: _Optional[str] = ..., tls_certificate: _Optional[bytes] = ..., signing_certificate: _Optional[bytes] = ...) -> None: ...
 
 class Method(_message.Message):
     __slots__ = ("name", "server_streaming", "idempotent", "fields")
