@@ -8,6 +8,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from govbus.errors import ConfigInvalid, DeadlineExceeded, Origin, ServiceUnavailable
 from security_server.resilience import (
@@ -15,6 +16,7 @@ from security_server.resilience import (
     Bulkhead,
     BulkheadConfig,
     LoadShedder,
+    ProviderCollector,
     failover_allowed,
 )
 
@@ -180,6 +182,15 @@ def test_load_shedder_refuses_clearly_and_marks_unprocessed() -> None:
         assert rows["other"].max_in_flight == 1
 
     asyncio.run(scenario())
+
+
+def test_load_shedding_metrics_on_their_own_registry() -> None:
+    shedder = LoadShedder()
+    shedder.bulkhead(SERVICE).shed = 4
+    metrics = CollectorRegistry()
+    ProviderCollector(shedder.snapshot).register(metrics)
+    assert metrics.get_sample_value("govbus_provider_shed_total", {"service": SERVICE}) == 4
+    assert metrics.get_sample_value("govbus_provider_in_flight", {"service": SERVICE}) == 0
 
 
 def test_load_shedder_reconfigure_keeps_counters() -> None:

@@ -415,7 +415,13 @@ def test_conf_change_keeps_state_of_unchanged_settings(view_of: ViewOf) -> None:
 def test_status_table_and_metrics(view_of: ViewOf) -> None:
     clock = ManualClock()
     metrics = CollectorRegistry()
-    guard = _guard(view_of(_conf(1, ADDRESSES)), clock, metrics=metrics)
+    changes: list[tuple[str, BreakerState]] = []
+    guard = _guard(
+        view_of(_conf(1, ADDRESSES)),
+        clock,
+        metrics=metrics,
+        breaker_listeners=(lambda b, _old, new: changes.append((b.name, new)),),
+    )
     registry = FakeRegistry(clock)
     registry.fail_with["*"] = ServiceUnavailable("down")
 
@@ -425,6 +431,7 @@ def test_status_table_and_metrics(view_of: ViewOf) -> None:
                 await guard.run(PERSON, registry.send, idempotent=False)
 
     asyncio.run(fail(11))
+    assert changes == [(PERSON, BreakerState.OPEN)]
     labels = {"service": PERSON}
     assert metrics.get_sample_value("govbus_breaker_state", labels) == 2
     assert metrics.get_sample_value("govbus_breaker_rejections_total", labels) == 1

@@ -41,7 +41,7 @@ from prometheus_client import CollectorRegistry
 
 from govbus.errors import UnknownService
 from govbus.globalconf import GlobalConfView
-from security_server.resilience.breaker import BreakerState, CircuitBreaker
+from security_server.resilience.breaker import BreakerListener, BreakerState, CircuitBreaker
 from security_server.resilience.bulkhead import Bulkhead
 from security_server.resilience.clock import Clock, Deadline, steady
 from security_server.resilience.endpoints import (
@@ -84,15 +84,23 @@ def _log_transition(breaker: CircuitBreaker, old: BreakerState, new: BreakerStat
 class ServiceGuard:
     """Breaker, bulkhead, retry throttle and provider servers of one service."""
 
-    def __init__(self, settings: ServiceSettings, *, clock: Clock, rng: random.Random) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        listeners: tuple[BreakerListener, ...] = (),
+    ) -> None:
         sid = settings.service_id
         self.settings = settings
+        self._listeners = (_log_transition, *listeners)
         self.breaker = CircuitBreaker(
             sid,
             settings.breaker,
             clock=clock,
             policy=settings.outcomes,
-            listeners=(_log_transition,),
+            listeners=self._listeners,
         )
         self.bulkhead = Bulkhead(sid, settings.bulkhead, clock=clock)
         self.throttle = RetryThrottle(settings.throttle)
@@ -118,7 +126,7 @@ class ServiceGuard:
                 new.breaker,
                 clock=self._clock,
                 policy=new.outcomes,
-                listeners=(_log_transition,),
+                listeners=self._listeners,
             )
         self.breaker.policy = new.outcomes
         if new.bulkhead != old.bulkhead:
@@ -205,8 +213,11 @@ class ExchangeGuard:
         channel_factory: ChannelFactory | None = None,
         health_interval: float = 2.0,
         health_timeout: float = 1.0,
+        breaker_listeners: tuple[BreakerListener, ...] = (),
     ) -> None:
         self._clock = steady(clock)
+        #: Told of every breaker state change of every service (audit, tracing).
+        self.breaker_listeners = breaker_listeners
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter and load spreading only
         self._guards: dict[str, ServiceGuard] = {}
@@ -236,7 +247,9 @@ class ExchangeGuard:
         for service_id, wanted in settings.items():
             guard = self._guards.get(service_id)
             if guard is None:
-                guard = ServiceGuard(wanted, clock=self._clock, rng=self._rng)
+                guard = ServiceGuard(
+                    wanted, clock=self._clock, rng=self._rng, listeners=self.breaker_listeners
+                )
                 guard.endpoints.probed = self._probing
             elif guard.settings != wanted:
                 guard.reconfigure(wanted)
