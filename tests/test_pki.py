@@ -18,7 +18,14 @@ from govbus.crypto.keys import (
     load_private_key,
     save_private_key,
 )
-from govbus.crypto.pki import CertificateAuthority, Role, TrustAnchor, certificate_pem
+from govbus.crypto.pki import (
+    CertificateAuthority,
+    Role,
+    TrustAnchor,
+    certificate_der,
+    certificate_pem,
+    load_certificate,
+)
 from govbus.errors import (
     CertificateExpired,
     CertificateInvalid,
@@ -314,3 +321,13 @@ def test_cli_show_revoked_and_expired(tmp_path: Path) -> None:
     )
     expired = run_cli("pki", "show", str(tmp_path / "m.cert.pem"), "--dir", pki, check=False)
     assert expired.returncode == 1 and "CERTIFICATE_EXPIRED" in expired.stdout
+
+
+def test_certificate_with_unknown_version_is_a_clear_error(ca: CertificateAuthority) -> None:
+    """Regression: a flipped version byte raised cryptography's InvalidVersion, not ours."""
+    der = certificate_der(ca.issue_key(Role.SIGNING, "KZ/GOV/040340123459").certificate)
+    version_v3 = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2 (= X.509 v3)
+    assert version_v3 in der
+    damaged = der.replace(version_v3, bytes.fromhex("a003020103"), 1)
+    with pytest.raises(CertificateInvalid, match="not a valid X"):
+        load_certificate(damaged)

@@ -27,17 +27,19 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from govbus.pb.govbus.v1 import signature_pb2 as govbus_dot_v1_dot_signature__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agovbus/v1/globalconf.proto\x12\tgovbus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19govbus/v1/signature.proto\"\"\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"%\n\tSubsystem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"r\n\x0eSecurityServer\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x17\n\x0ftls_certificate\x18\x04 \x01(\x0c\x12\x1b\n\x13signing_certificate\x18\x05 \x01(\x0c\"T\n\x06Method\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10server_streaming\x18\x02 \x01(\x08\x12\x12\n\nidempotent\x18\x03 \x01(\x08\x12\x0e\n\x06\x66ields\x18\x04 \x03(\t\"\xea\x01\n\x0f\x42reakerSettings\x12\x13\n\x0bwindow_size\x18\x01 \x01(\r\x12\x15\n\rminimum_calls\x18\x02 \x01(\r\x12\x1e\n\x16\x66\x61ilure_rate_threshold\x18\x03 \x01(\x01\x12 \n\x18slow_call_rate_threshold\x18\x04 \x01(\x01\x12\x14\n\x0cslow_call_ms\x18\x05 \x01(\r\x12\x0f\n\x07open_ms\x18\x06 \x01(\r\x12\x18\n\x10half_open_probes\x18\x07 \x01(\r\x12\x15\n\rmax_in_flight\x18\x08 \x01(\r\x12\x11\n\tmax_queue\x18\t \x01(\r\"\xf4\x02\n\x07Service\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0cgrpc_service\x18\x02 \x01(\t\x12\"\n\x07methods\x18\x03 \x03(\x0b\x32\x11.govbus.v1.Method\x12\x15\n\rpersonal_data\x18\x04 \x01(\x08\x12\x30\n\x0e\x63onsent_policy\x18\x05 \x01(\x0e\x32\x18.govbus.v1.ConsentPolicy\x12\x31\n\x0fstale_feed_mode\x18\x06 \x01(\x0e\x32\x18.govbus.v1.StaleFeedMode\x12\x1b\n\x13\x64\x65\x66\x61ult_deadline_ms\x18\x07 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x08 \x01(\r\x12\x0f\n\x07servers\x18\t \x03(\t\x12\x19\n\x11\x64\x65scriptor_sha256\x18\n \x01(\x0c\x12.\n\nresilience\x18\x0b \x01(\x0b\x32\x1a.govbus.v1.BreakerSettings\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\".\n\x0b\x41\x63\x63\x65ssRight\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0e\n\x06\x63lient\x18\x02 \x01(\t\"$\n\x05Group\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07members\x18\x02 \x03(\t\"\xf8\x01\n\nLegalBasis\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x63lient\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x15\n\rlaw_reference\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12.\n\nvalid_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0chidden_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x12RevokedCertificate\x12\x0e\n\x06serial\x18\x01 \x01(\x0c\x12.\n\nrevoked_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xfd\x04\n\nGlobalConf\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x30\n\x0cgenerated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x07members\x18\x05 \x03(\x0b\x32\x11.govbus.v1.Member\x12(\n\nsubsystems\x18\x06 \x03(\x0b\x32\x14.govbus.v1.Subsystem\x12\x33\n\x10security_servers\x18\x07 \x03(\x0b\x32\x19.govbus.v1.SecurityServer\x12$\n\x08services\x18\x08 \x03(\x0b\x32\x12.govbus.v1.Service\x12-\n\raccess_rights\x18\t \x03(\x0b\x32\x16.govbus.v1.AccessRight\x12 \n\x06groups\x18\n \x03(\x0b\x32\x10.govbus.v1.Group\x12*\n\x0blegal_bases\x18\x0b \x03(\x0b\x32\x15.govbus.v1.LegalBasis\x12.\n\x07revoked\x18\x0c \x03(\x0b\x32\x1d.govbus.v1.RevokedCertificate\x12\x17\n\x0f\x63\x61_certificates\x18\r \x03(\x0c\x12#\n\x1b\x63onsent_service_certificate\x18\x0e \x01(\x0c\x12\x1f\n\x17\x63onsent_service_address\x18\x0f \x01(\t\x12\x1b\n\x13witness_certificate\x18\x10 \x01(\x0c\x12\x18\n\x10registry_address\x18\x11 \x01(\t\"e\n\x10SignedGlobalConf\x12\x0c\n\x04\x63onf\x18\x01 \x01(\x0c\x12\'\n\tsignature\x18\x02 \x01(\x0b\x32\x14.govbus.v1.Signature\x12\x1a\n\x12signer_certificate\x18\x03 \x01(\x0c\"-\n\x14GetGlobalConfRequest\x12\x15\n\rknown_version\x18\x01 \x01(\x04*{\n\rConsentPolicy\x12\x1e\n\x1a\x43ONSENT_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ONSENT_NOT_REQUIRED\x10\x01\x12\x14\n\x10\x43ONSENT_REQUIRED\x10\x02\x12\x1a\n\x16\x43ONSENT_OR_LEGAL_BASIS\x10\x03*P\n\rStaleFeedMode\x12\x1f\n\x1bSTALE_FEED_MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46\x41IL_CLOSED\x10\x01\x12\r\n\tFAIL_OPEN\x10\x02\x32X\n\x11GlobalConfService\x12\x43\n\x03Get\x12\x1f.govbus.v1.GetGlobalConfRequest\x1a\x1b.govbus.v1.SignedGlobalConfb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agovbus/v1/globalconf.proto\x12\tgovbus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19govbus/v1/signature.proto\"\"\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"%\n\tSubsystem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"r\n\x0eSecurityServer\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x17\n\x0ftls_certificate\x18\x04 \x01(\x0c\x12\x1b\n\x13signing_certificate\x18\x05 \x01(\x0c\"T\n\x06Method\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10server_streaming\x18\x02 \x01(\x08\x12\x12\n\nidempotent\x18\x03 \x01(\x08\x12\x0e\n\x06\x66ields\x18\x04 \x03(\t\"\xa2\x05\n\x0f\x42reakerSettings\x12\x13\n\x0bwindow_size\x18\x01 \x01(\r\x12\x15\n\rminimum_calls\x18\x02 \x01(\r\x12\x1e\n\x16\x66\x61ilure_rate_threshold\x18\x03 \x01(\x01\x12 \n\x18slow_call_rate_threshold\x18\x04 \x01(\x01\x12\x14\n\x0cslow_call_ms\x18\x05 \x01(\r\x12\x0f\n\x07open_ms\x18\x06 \x01(\r\x12\x18\n\x10half_open_probes\x18\x07 \x01(\r\x12\x15\n\rmax_in_flight\x18\x08 \x01(\r\x12\x11\n\tmax_queue\x18\t \x01(\r\x12(\n\x06window\x18\n \x01(\x0e\x32\x18.govbus.v1.BreakerWindow\x12\x16\n\x0ewindow_seconds\x18\x0b \x01(\r\x12\x15\n\rfailure_codes\x18\x0c \x03(\t\x12\x1a\n\x12retry_max_attempts\x18\r \x01(\r\x12 \n\x18retry_initial_backoff_ms\x18\x0e \x01(\r\x12\x1c\n\x14retry_max_backoff_ms\x18\x0f \x01(\r\x12 \n\x18retry_backoff_multiplier\x18\x10 \x01(\x01\x12\x18\n\x10retry_max_tokens\x18\x11 \x01(\r\x12\x19\n\x11retry_token_ratio\x18\x12 \x01(\x01\x12\"\n\x1a\x65ject_consecutive_failures\x18\x13 \x01(\r\x12\x15\n\reject_base_ms\x18\x14 \x01(\r\x12\x14\n\x0c\x65ject_max_ms\x18\x15 \x01(\r\x12\x1c\n\x14max_ejected_fraction\x18\x16 \x01(\x01\x12\x1f\n\x17provider_max_concurrent\x18\x17 \x01(\r\x12\x1a\n\x12provider_max_queue\x18\x18 \x01(\r\"\xf4\x02\n\x07Service\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0cgrpc_service\x18\x02 \x01(\t\x12\"\n\x07methods\x18\x03 \x03(\x0b\x32\x11.govbus.v1.Method\x12\x15\n\rpersonal_data\x18\x04 \x01(\x08\x12\x30\n\x0e\x63onsent_policy\x18\x05 \x01(\x0e\x32\x18.govbus.v1.ConsentPolicy\x12\x31\n\x0fstale_feed_mode\x18\x06 \x01(\x0e\x32\x18.govbus.v1.StaleFeedMode\x12\x1b\n\x13\x64\x65\x66\x61ult_deadline_ms\x18\x07 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x08 \x01(\r\x12\x0f\n\x07servers\x18\t \x03(\t\x12\x19\n\x11\x64\x65scriptor_sha256\x18\n \x01(\x0c\x12.\n\nresilience\x18\x0b \x01(\x0b\x32\x1a.govbus.v1.BreakerSettings\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\".\n\x0b\x41\x63\x63\x65ssRight\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0e\n\x06\x63lient\x18\x02 \x01(\t\"$\n\x05Group\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07members\x18\x02 \x03(\t\"\xf8\x01\n\nLegalBasis\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x63lient\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x15\n\rlaw_reference\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12.\n\nvalid_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0chidden_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x12RevokedCertificate\x12\x0e\n\x06serial\x18\x01 \x01(\x0c\x12.\n\nrevoked_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xfd\x04\n\nGlobalConf\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x30\n\x0cgenerated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x07members\x18\x05 \x03(\x0b\x32\x11.govbus.v1.Member\x12(\n\nsubsystems\x18\x06 \x03(\x0b\x32\x14.govbus.v1.Subsystem\x12\x33\n\x10security_servers\x18\x07 \x03(\x0b\x32\x19.govbus.v1.SecurityServer\x12$\n\x08services\x18\x08 \x03(\x0b\x32\x12.govbus.v1.Service\x12-\n\raccess_rights\x18\t \x03(\x0b\x32\x16.govbus.v1.AccessRight\x12 \n\x06groups\x18\n \x03(\x0b\x32\x10.govbus.v1.Group\x12*\n\x0blegal_bases\x18\x0b \x03(\x0b\x32\x15.govbus.v1.LegalBasis\x12.\n\x07revoked\x18\x0c \x03(\x0b\x32\x1d.govbus.v1.RevokedCertificate\x12\x17\n\x0f\x63\x61_certificates\x18\r \x03(\x0c\x12#\n\x1b\x63onsent_service_certificate\x18\x0e \x01(\x0c\x12\x1f\n\x17\x63onsent_service_address\x18\x0f \x01(\t\x12\x1b\n\x13witness_certificate\x18\x10 \x01(\x0c\x12\x18\n\x10registry_address\x18\x11 \x01(\t\"e\n\x10SignedGlobalConf\x12\x0c\n\x04\x63onf\x18\x01 \x01(\x0c\x12\'\n\tsignature\x18\x02 \x01(\x0b\x32\x14.govbus.v1.Signature\x12\x1a\n\x12signer_certificate\x18\x03 \x01(\x0c\"-\n\x14GetGlobalConfRequest\x12\x15\n\rknown_version\x18\x01 \x01(\x04*{\n\rConsentPolicy\x12\x1e\n\x1a\x43ONSENT_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ONSENT_NOT_REQUIRED\x10\x01\x12\x14\n\x10\x43ONSENT_REQUIRED\x10\x02\x12\x1a\n\x16\x43ONSENT_OR_LEGAL_BASIS\x10\x03*P\n\rStaleFeedMode\x12\x1f\n\x1bSTALE_FEED_MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46\x41IL_CLOSED\x10\x01\x12\r\n\tFAIL_OPEN\x10\x02*b\n\rBreakerWindow\x12\x1e\n\x1a\x42REAKER_WINDOW_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_WINDOW_COUNT\x10\x01\x12\x17\n\x13\x42REAKER_WINDOW_TIME\x10\x02\x32X\n\x11GlobalConfService\x12\x43\n\x03Get\x12\x1f.govbus.v1.GetGlobalConfRequest\x1a\x1b.govbus.v1.SignedGlobalConfb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'govbus.v1.globalconf_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONSENTPOLICY']._serialized_start=2219
-  _globals['_CONSENTPOLICY']._serialized_end=2342
-  _globals['_STALEFEEDMODE']._serialized_start=2344
-  _globals['_STALEFEEDMODE']._serialized_end=2424
+  _globals['_CONSENTPOLICY']._serialized_start=2659
+  _globals['_CONSENTPOLICY']._serialized_end=2782
+  _globals['_STALEFEEDMODE']._serialized_start=2784
+  _globals['_STALEFEEDMODE']._serialized_end=2864
+  _globals['_BREAKERWINDOW']._serialized_start=2866
+  _globals['_BREAKERWINDOW']._serialized_end=2964
   _globals['_MEMBER']._serialized_start=101
   _globals['_MEMBER']._serialized_end=135
   _globals['_SUBSYSTEM']._serialized_start=137
@@ -47,23 +49,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METHOD']._serialized_start=292
   _globals['_METHOD']._serialized_end=376
   _globals['_BREAKERSETTINGS']._serialized_start=379
-  _globals['_BREAKERSETTINGS']._serialized_end=613
-  _globals['_SERVICE']._serialized_start=616
-  _globals['_SERVICE']._serialized_end=988
-  _globals['_ACCESSRIGHT']._serialized_start=990
-  _globals['_ACCESSRIGHT']._serialized_end=1036
-  _globals['_GROUP']._serialized_start=1038
-  _globals['_GROUP']._serialized_end=1074
-  _globals['_LEGALBASIS']._serialized_start=1077
-  _globals['_LEGALBASIS']._serialized_end=1325
-  _globals['_REVOKEDCERTIFICATE']._serialized_start=1327
-  _globals['_REVOKEDCERTIFICATE']._serialized_end=1427
-  _globals['_GLOBALCONF']._serialized_start=1430
-  _globals['_GLOBALCONF']._serialized_end=2067
-  _globals['_SIGNEDGLOBALCONF']._serialized_start=2069
-  _globals['_SIGNEDGLOBALCONF']._serialized_end=2170
-  _globals['_GETGLOBALCONFREQUEST']._serialized_start=2172
-  _globals['_GETGLOBALCONFREQUEST']._serialized_end=2217
-  _globals['_GLOBALCONFSERVICE']._serialized_start=2426
-  _globals['_GLOBALCONFSERVICE']._serialized_end=2514
+  _globals['_BREAKERSETTINGS']._serialized_end=1053
+  _globals['_SERVICE']._serialized_start=1056
+  _globals['_SERVICE']._serialized_end=1428
+  _globals['_ACCESSRIGHT']._serialized_start=1430
+  _globals['_ACCESSRIGHT']._serialized_end=1476
+  _globals['_GROUP']._serialized_start=1478
+  _globals['_GROUP']._serialized_end=1514
+  _globals['_LEGALBASIS']._serialized_start=1517
+  _globals['_LEGALBASIS']._serialized_end=1765
+  _globals['_REVOKEDCERTIFICATE']._serialized_start=1767
+  _globals['_REVOKEDCERTIFICATE']._serialized_end=1867
+  _globals['_GLOBALCONF']._serialized_start=1870
+  _globals['_GLOBALCONF']._serialized_end=2507
+  _globals['_SIGNEDGLOBALCONF']._serialized_start=2509
+  _globals['_SIGNEDGLOBALCONF']._serialized_end=2610
+  _globals['_GETGLOBALCONFREQUEST']._serialized_start=2612
+  _globals['_GETGLOBALCONFREQUEST']._serialized_end=2657
+  _globals['_GLOBALCONFSERVICE']._serialized_start=2966
+  _globals['_GLOBALCONFSERVICE']._serialized_end=3054
 # @@protoc_insertion_point(module_scope)

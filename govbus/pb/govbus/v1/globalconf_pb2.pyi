@@ -24,6 +24,12 @@ class StaleFeedMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STALE_FEED_MODE_UNSPECIFIED: _ClassVar[StaleFeedMode]
     FAIL_CLOSED: _ClassVar[StaleFeedMode]
     FAIL_OPEN: _ClassVar[StaleFeedMode]
+
+class BreakerWindow(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BREAKER_WINDOW_UNSPECIFIED: _ClassVar[BreakerWindow]
+    BREAKER_WINDOW_COUNT: _ClassVar[BreakerWindow]
+    BREAKER_WINDOW_TIME: _ClassVar[BreakerWindow]
 CONSENT_POLICY_UNSPECIFIED: ConsentPolicy
 CONSENT_NOT_REQUIRED: ConsentPolicy
 CONSENT_REQUIRED: ConsentPolicy
@@ -31,6 +37,9 @@ CONSENT_OR_LEGAL_BASIS: ConsentPolicy
 STALE_FEED_MODE_UNSPECIFIED: StaleFeedMode
 FAIL_CLOSED: StaleFeedMode
 FAIL_OPEN: StaleFeedMode
+BREAKER_WINDOW_UNSPECIFIED: BreakerWindow
+BREAKER_WINDOW_COUNT: BreakerWindow
+BREAKER_WINDOW_TIME: BreakerWindow
 
 class Member(_message.Message):
     __slots__ = ("id", "name")
@@ -75,7 +84,7 @@ class Method(_message.Message):
     def __init__(self, name: _Optional[str] = ..., server_streaming: _Optional[bool] = ..., idempotent: _Optional[bool] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BreakerSettings(_message.Message):
-    __slots__ = ("window_size", "minimum_calls", "failure_rate_threshold", "slow_call_rate_threshold", "slow_call_ms", "open_ms", "half_open_probes", "max_in_flight", "max_queue")
+    __slots__ = ("window_size", "minimum_calls", "failure_rate_threshold", "slow_call_rate_threshold", "slow_call_ms", "open_ms", "half_open_probes", "max_in_flight", "max_queue", "window", "window_seconds", "failure_codes", "retry_max_attempts", "retry_initial_backoff_ms", "retry_max_backoff_ms", "retry_backoff_multiplier", "retry_max_tokens", "retry_token_ratio", "eject_consecutive_failures", "eject_base_ms", "eject_max_ms", "max_ejected_fraction", "provider_max_concurrent", "provider_max_queue")
     WINDOW_SIZE_FIELD_NUMBER: _ClassVar[int]
     MINIMUM_CALLS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_RATE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +94,21 @@ class BreakerSettings(_message.Message):
     HALF_OPEN_PROBES_FIELD_NUMBER: _ClassVar[int]
     MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_CODES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_INITIAL_BACKOFF_MS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_MAX_BACKOFF_MS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_BACKOFF_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    RETRY_MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_TOKEN_RATIO_FIELD_NUMBER: _ClassVar[int]
+    EJECT_CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    EJECT_BASE_MS_FIELD_NUMBER: _ClassVar[int]
+    EJECT_MAX_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_EJECTED_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MAX_CONCURRENT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
     window_size: int
     minimum_calls: int
     failure_rate_threshold: float
@@ -94,7 +118,22 @@ class BreakerSettings(_message.Message):
     half_open_probes: int
     max_in_flight: int
     max_queue: int
-    def __init__(self, window_size: _Optional[int] = ..., minimum_calls: _Optional[int] = ..., failure_rate_threshold: _Optional[float] = ..., slow_call_rate_threshold: _Optional[float] = ..., slow_call_ms: _Optional[int] = ..., open_ms: _Optional[int] = ..., half_open_probes: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., max_queue: _Optional[int] = ...) -> None: ...
+    window: BreakerWindow
+    window_seconds: int
+    failure_codes: _containers.RepeatedScalarFieldContainer[str]
+    retry_max_attempts: int
+    retry_initial_backoff_ms: int
+    retry_max_backoff_ms: int
+    retry_backoff_multiplier: float
+    retry_max_tokens: int
+    retry_token_ratio: float
+    eject_consecutive_failures: int
+    eject_base_ms: int
+    eject_max_ms: int
+    max_ejected_fraction: float
+    provider_max_concurrent: int
+    provider_max_queue: int
+    def __init__(self, window_size: _Optional[int] = ..., minimum_calls: _Optional[int] = ..., failure_rate_threshold: _Optional[float] = ..., slow_call_rate_threshold: _Optional[float] = ..., slow_call_ms: _Optional[int] = ..., open_ms: _Optional[int] = ..., half_open_probes: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., max_queue: _Optional[int] = ..., window: _Optional[_Union[BreakerWindow, str]] = ..., window_seconds: _Optional[int] = ..., failure_codes: _Optional[_Iterable[str]] = ..., retry_max_attempts: _Optional[int] = ..., retry_initial_backoff_ms: _Optional[int] = ..., retry_max_backoff_ms: _Optional[int] = ..., retry_backoff_multiplier: _Optional[float] = ..., retry_max_tokens: _Optional[int] = ..., retry_token_ratio: _Optional[float] = ..., eject_consecutive_failures: _Optional[int] = ..., eject_base_ms: _Optional[int] = ..., eject_max_ms: _Optional[int] = ..., max_ejected_fraction: _Optional[float] = ..., provider_max_concurrent: _Optional[int] = ..., provider_max_queue: _Optional[int] = ...) -> None: ...
 
 class Service(_message.Message):
     __slots__ = ("id", "grpc_service", "methods", "personal_data", "consent_policy", "stale_feed_mode", "default_deadline_ms", "max_message_bytes", "servers", "descriptor_sha256", "resilience", "description")
