@@ -136,7 +136,7 @@ def load_certificate(data: bytes | Path) -> x509.Certificate:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # a damaged version byte is not a ValueError
         raise CertificateInvalid(f"{source} is not a valid X.509 certificate: {exc}") from None
 
 
@@ -206,7 +206,11 @@ class TrustAnchor:
         cached = self._cache.get(der)
         if cached is None:
             parsed = load_certificate(der) if isinstance(cert, bytes) else cert
-            cached = (self._validate_static(parsed, der), parsed)
+            try:
+                cached = (self._validate_static(parsed, der), parsed)
+            except ValueError as exc:
+                # cryptography parses names and extensions lazily: damage shows up here.
+                raise CertificateInvalid(f"certificate is malformed: {exc}") from None
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[der] = cached
