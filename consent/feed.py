@@ -249,7 +249,7 @@ class RevocationFeedFollower:
             except GovbusError as exc:
                 if self.consecutive_failures == 1:
                     log.warning("consent revocation feed poll failed: %s", exc)
-            except Exception:
+            except Exception:  # the follower must outlive any single bad poll
                 self.failures += 1
                 self.consecutive_failures += 1
                 log.exception("consent revocation feed poll failed unexpectedly")

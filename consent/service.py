@@ -90,6 +90,7 @@ from govbus.serving import (
     DEFAULT_OPTIONS,
     add_health_and_reflection,
     run_until_signalled,
+    set_serving,
     write_ready_file,
 )
 
@@ -750,7 +751,7 @@ class ConsentGrpcServicer(consent_pb2_grpc.ConsentServiceServicer):
             return await work(caller)
         except GovbusError as exc:
             error = exc
-        except Exception:
+        except Exception:  # a bug must become INTERNAL, never a hang or a crash
             log.exception("consent service call failed")
             error = Internal("the consent service failed; see its log")
         if error.origin in (Origin.PROVIDER_SS, Origin.PROVIDER, Origin.CONSUMER_SS):
@@ -939,6 +940,7 @@ async def serve(options: ServeOptions, *, stop: asyncio.Event | None = None) -> 
         await store.close()
         raise ConfigInvalid(f"cannot bind the consent service ports: {exc}") from None
     await server.start()
+    await set_serving(health, [SERVICE_NAME], True)
     if globalconf is not None:
         globalconf.start()
     write_ready_file(

@@ -19,6 +19,7 @@ and never answers without a valid token.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -55,6 +56,8 @@ __all__ = [
     "usage_entries",
     "verify_citizen_token",
 ]
+
+log = logging.getLogger("govbus.consent.usage")
 
 TOKEN_TTL_MS = 10 * 60 * 1000
 DEFAULT_USAGE_LIMIT = 1000
@@ -254,10 +257,14 @@ class AccessHistoryServicer(usage_pb2_grpc.AccessHistoryServicer):
                 server=self._server_id,
             )
         except GovbusError as exc:
-            await exc.with_origin(
+            error = exc.with_origin(
                 Origin.CLIENT if exc.default_origin is Origin.CLIENT else Origin.PROVIDER_SS
-            ).abort(context)
-            raise  # abort raises; this satisfies the type checker
+            )
+        except Exception:  # a failing log search must answer INTERNAL, never crash the server
+            log.exception("access history search failed")
+            error = Internal("the access history search failed; see the security server log")
+        await error.abort(context)
+        raise AssertionError("unreachable: abort raises")
 
 
 # --- (c) the aggregator ---------------------------------------------------------------

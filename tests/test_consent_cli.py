@@ -128,3 +128,4 @@ def test_consent_life_on_the_command_line(tmp_path: Path) -> None:
             failed = run_cli(*args, env=env, check=False)
             assert failed.returncode == 1
             assert f"error: {code_name}" in failed.stderr and "Traceback" not in failed.stderr
+        assert service.stop() == 0  # SIGTERM: a graceful stop
