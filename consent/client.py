@@ -165,6 +165,19 @@ class ConsentClient:
                 f"consent request {request_id} is not to be confirmed by EDS",
                 origin=Origin.CLIENT,
             )
+        # Sign only bytes that say what the citizen was shown: the terms are parsed from
+        # the very bytes to be signed and must match the terms described.
+        shown = consent_pb2.ConsentArtefact()
+        try:
+            shown.ParseFromString(described.artefact_to_sign)
+        except Exception:  # noqa: BLE001 - protobuf raises DecodeError and others on garbage
+            shown.Clear()
+        if shown != described.terms or shown.id != described.consent_id:
+            raise ConsentInvalid(
+                f"consent request {request_id}: the bytes to sign differ from the terms shown; "
+                "not signing",
+                origin=Origin.CONSENT_SERVICE,
+            )
         return await self._confirm(
             consent_pb2.ConfirmConsentRequest(
                 request_id=request_id,

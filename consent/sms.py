@@ -5,7 +5,8 @@
 JSON line to an outbox file, which the tests and the demo read instead of a
 phone (`read_outbox`, `latest_code`). A real operator's gateway fits the same
 Protocol. The outbox holds codes in clear by nature — it *is* the phone — so
-it is written with owner-only permissions and never next to the database.
+it is written with owner-only permissions, and only for local runs: a real
+deployment plugs in its operator's gateway.
 
 Nothing here decides who gets a code or checks one.
 """

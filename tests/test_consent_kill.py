@@ -31,7 +31,7 @@ from tests.procs import GovbusProcess
 
 pytestmark = pytest.mark.e2e
 
-BOUND_MS = 1000
+BOUND_MS = 2000
 FAST_RECONNECT = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 300),
