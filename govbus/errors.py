@@ -37,6 +37,7 @@ __all__ = [
     "ConsentRequired",
     "ConsentRevoked",
     "ConsentScope",
+    "ConsentStatusStale",
     "DeadlineExceeded",
     "FailedPrecondition",
     "GlobalConfExpired",
@@ -331,6 +332,16 @@ class ConsentInvalid(GovbusError):
     code = "CONSENT_INVALID"
     status = _S.PERMISSION_DENIED
     default_origin = Origin.PROVIDER_SS
+
+
+class ConsentStatusStale(GovbusError):
+    """The provider's copy of the consent revocation feed is older than its bound and the
+    service fails closed: no consent can be trusted until the feed catches up."""
+
+    code = "CONSENT_STATUS_STALE"
+    status = _S.UNAVAILABLE
+    default_origin = Origin.PROVIDER_SS
+    retryable = True
 
 
 class LegalBasisInvalid(GovbusError):
