@@ -2,9 +2,11 @@
 
 It accepts any gRPC method from local clients (raw bytes, no agency protos),
 reads the `govbus-*` metadata, resolves the service in the global
-configuration, checks access rights and size, signs the request, logs it, sends
-it to a provider security server over mutual TLS, verifies the signed answer
-(bound to the request hash), logs it and only then returns it.
+configuration, checks access rights and size, and hands the exchange to the
+resilience guard (breaker, bulkhead, deadline, retries of idempotent reads,
+choice among the provider security servers). Each attempt is signed, logged,
+sent over mutual TLS, and its signed answer (bound to the request hash)
+verified and logged before the payload goes back to the client.
 
 Every refusal is logged and raised as a govbus error whose origin says which
 side refused. Nothing here blocks the event loop.
@@ -12,9 +14,10 @@ side refused. Nothing here blocks the event loop.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -40,12 +43,14 @@ from security_server.envelope import Opened, member_of, open_envelope, seal
 from security_server.metrics import SsMetrics
 from security_server.policy import check_shape, check_size
 from security_server.records import ExchangeLog, RecordFactory, append_signed
+from security_server.resilience import Endpoint, ExchangeGuard
 
-__all__ = ["ConsumerSide"]
+__all__ = ["ConsumerSide", "answer_error"]
+
+log = logging.getLogger("govbus.ss.consumer")
 
 _UNARY = "/govbus.v1.Exchange/Unary"
 _STREAM = "/govbus.v1.Exchange/ServerStream"
-_DEFAULT_DEADLINE_MS = 10_000
 _SKIP_PREFIXES = ("/grpc.health.", "/grpc.reflection.", "/govbus.v1.SecurityServerAdmin/")
 
 
@@ -53,18 +58,35 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def answer_error(header: envelope_pb2.Header) -> GovbusError:
+    """The typed error a signed answer carries."""
+    cls = error_class(header.error_code) or Internal
+    origin = Origin.__members__.get(header.error_origin, Origin.PROVIDER)
+    return cls(
+        header.error_message or header.error_code,
+        origin=origin,
+        retry_after=header.retry_after_ms / 1000 if header.retry_after_ms else None,
+        metadata={entry.key: entry.value for entry in header.error_metadata},
+    )
+
+
 @dataclass(slots=True)
-class _Prepared:
+class _Exchange:
+    """One client call, across every attempt the guard makes."""
+
+    method_path: str
     call: md.CallMetadata
     view: GlobalConfView
     service: globalconf_pb2.Service
-    header: envelope_pb2.Header
-    signed: envelope_pb2.SignedMessage
-    request_hash: bytes
-    server: globalconf_pb2.SecurityServer
-    timeout: float
+    method: globalconf_pb2.Method
+    body: bytes
+    time_left: float | None
     started_ns: int
     span: Any = None
+    header: envelope_pb2.Header | None = None  # of the last attempt
+    request_hash: bytes = b""
+    server: str = ""
+    logged: set[int] = field(default_factory=set)  # ids of errors already logged
 
 
 class ConsumerSide:
@@ -79,12 +101,12 @@ class ConsumerSide:
         log: ExchangeLog,
         records: RecordFactory,
         channels: ChannelPool,
+        guard: ExchangeGuard,
         metrics: SsMetrics,
         tracing: Tracing | None = None,
         clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
         self.server_id = server_id
-        self._tracing = tracing or Tracing("", None)
         self.member_id = member_id
         self._signer = signer
         self._certificate = certificate_der
@@ -92,7 +114,9 @@ class ConsumerSide:
         self._log = log
         self._records = records
         self._channels = channels
+        self._guard = guard
         self._metrics = metrics
+        self._tracing = tracing or Tracing("", None)
         self._clock_ms = clock_ms
         self.exchanges = 0
         self.refusals = 0
@@ -127,67 +151,78 @@ class ConsumerSide:
 
     async def unary(self, method: str, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.perf_counter_ns()
-        prepared: _Prepared | None = None
+        exchange: _Exchange | None = None
         try:
-            prepared = await self._prepare(method, body, context, started, streaming=False)
-            stub = self._channels.get(prepared.server.address).unary_unary(
-                _UNARY,
-                request_serializer=envelope_pb2.SignedMessage.SerializeToString,
-                response_deserializer=envelope_pb2.SignedMessage.FromString,
+            exchange = self._resolve(method, body, context, started, streaming=False)
+            opened: Opened = await self._guard.run(
+                exchange.call.service,
+                partial(self._send_unary, exchange),
+                idempotent=exchange.method.idempotent,
+                time_left=exchange.time_left,
             )
-            upstream = time.perf_counter_ns()
-            try:
-                answer = await stub(prepared.signed, timeout=prepared.timeout)
-            except grpc.RpcError as exc:
-                raise self._transport_error(exc, prepared) from None
-            upstream_us = (time.perf_counter_ns() - upstream) // 1000
-            opened = self._open_answer(answer, prepared, envelope_pb2.RESPONSE, 0)
-            await self._log_answer(opened, prepared, audit_pb2.PHASE_RESPONSE, upstream_us)
-            self._finish(context, prepared, opened.header)
+            self._succeeded(context, exchange, opened.header)
             return opened.body
-        except GovbusError as exc:
-            await self._refused(exc, context, method, prepared)
-            raise AssertionError("unreachable: abort raises") from None
+        except (GovbusError, grpc.RpcError) as exc:
+            await self._refused(exc, context, method, exchange)
+        except Exception as exc:
+            log.exception("consumer exchange failed unexpectedly")
+            await self._refused(
+                Internal(f"consumer security server failed: {type(exc).__name__}"),
+                context,
+                method,
+                exchange,
+            )
+        raise AssertionError("unreachable: abort raises")
 
     async def stream(
         self, method: str, body: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         started = time.perf_counter_ns()
-        prepared: _Prepared | None = None
+        exchange: _Exchange | None = None
         try:
-            prepared = await self._prepare(method, body, context, started, streaming=True)
-            stub = self._channels.get(prepared.server.address).unary_stream(
-                _STREAM,
-                request_serializer=envelope_pb2.SignedMessage.SerializeToString,
-                response_deserializer=envelope_pb2.SignedMessage.FromString,
+            exchange = self._resolve(method, body, context, started, streaming=True)
+            # The guard covers setting the stream up, up to its first message: a breaker
+            # or bulkhead slot is not held for the whole life of a long stream.
+            first: tuple[Any, Opened] = await self._guard.run(
+                exchange.call.service,
+                partial(self._send_stream, exchange),
+                idempotent=exchange.method.idempotent,
+                time_left=exchange.time_left,
             )
-            expected = 0
-            try:
-                async for answer in stub(prepared.signed, timeout=prepared.timeout):
-                    kind = envelope_pb2.STREAM_MESSAGE
-                    header_peek = envelope_pb2.Header.FromString(answer.header)
-                    if header_peek.kind == envelope_pb2.STREAM_END:
-                        kind = envelope_pb2.STREAM_END
-                    opened = self._open_answer(answer, prepared, kind, expected)
-                    expected += 1
-                    if kind == envelope_pb2.STREAM_END:
-                        await self._log_answer(opened, prepared, audit_pb2.PHASE_STREAM_END, 0)
-                        self._finish(context, prepared, opened.header)
-                        return
-                    await self._log_answer(opened, prepared, audit_pb2.PHASE_STREAM_MESSAGE, 0)
-                    yield opened.body
-            except grpc.RpcError as exc:
-                raise self._transport_error(exc, prepared) from None
-            raise SignatureInvalid(
-                "provider stream ended without a signed end-of-stream message",
-                origin=Origin.PROVIDER_SS,
+            call, opened = first
+            sequence = 0
+            while opened.header.kind == envelope_pb2.STREAM_MESSAGE:
+                yield opened.body
+                sequence += 1
+                try:
+                    answer = await call.read()
+                except grpc.RpcError as exc:
+                    raise self._transport_error(exc, exchange) from None
+                if answer is grpc.aio.EOF:
+                    raise SignatureInvalid(
+                        "provider stream ended without a signed end-of-stream message",
+                        origin=Origin.PROVIDER_SS,
+                    )
+                opened = await self._checked_answer(answer, exchange, sequence, streaming=True)
+            if opened.header.status_code:
+                error = answer_error(opened.header)
+                exchange.logged.add(id(error))
+                raise error
+            self._succeeded(context, exchange, opened.header)
+        except (GovbusError, grpc.RpcError) as exc:
+            await self._refused(exc, context, method, exchange)
+        except Exception as exc:
+            log.exception("consumer stream failed unexpectedly")
+            await self._refused(
+                Internal(f"consumer security server failed: {type(exc).__name__}"),
+                context,
+                method,
+                exchange,
             )
-        except GovbusError as exc:
-            await self._refused(exc, context, method, prepared)
 
     # --- steps ------------------------------------------------------------------------
 
-    async def _prepare(
+    def _resolve(
         self,
         method_path: str,
         body: bytes,
@@ -195,7 +230,8 @@ class ConsumerSide:
         started_ns: int,
         *,
         streaming: bool,
-    ) -> _Prepared:
+    ) -> _Exchange:
+        """Everything decided once per client call, before any attempt."""
         call = md.parse_call_metadata(context.invocation_metadata() or ())
         view = self._conf.current()
         service = view.service(call.service)
@@ -211,18 +247,6 @@ class ConsumerSide:
                 f"{call.client} has no access right to {call.service}", origin=Origin.CONSUMER_SS
             )
         check_size(service, len(body))
-        servers = view.servers_of(call.service)
-        if not servers:
-            raise ServiceUnavailable(
-                f"no security server serves {call.service}", origin=Origin.CONSUMER_SS
-            )
-        server = servers[self.exchanges % len(servers)]
-        remaining = context.time_remaining()
-        timeout = (
-            remaining
-            if remaining is not None
-            else (service.default_deadline_ms or _DEFAULT_DEADLINE_MS) / 1000
-        )
         span = self._tracing.start(
             "govbus.consumer",
             traceparent=call.traceparent,
@@ -232,28 +256,49 @@ class ConsumerSide:
                 "govbus.request_id": call.request_id,
             },
         )
+        return _Exchange(
+            method_path,
+            call,
+            view,
+            service,
+            method,
+            body,
+            context.time_remaining(),
+            started_ns,
+            span,
+        )
+
+    async def _sign_and_log(
+        self, exchange: _Exchange, endpoint: Endpoint, attempt: int, time_left: float
+    ) -> envelope_pb2.SignedMessage:
+        call = exchange.call
         now = self._clock_ms()
         header = envelope_pb2.Header(
             kind=envelope_pb2.REQUEST,
             request_id=call.request_id,
             client=call.client,
             service=call.service,
-            method=method_path,
+            method=exchange.method_path,
             subject=call.subject,
             purpose=call.purpose,
             consent=call.consent,
             legal_basis=call.legal_basis,
             initiator=call.initiator,
-            traceparent=traceparent_of(span) if span is not None else call.traceparent,
+            traceparent=traceparent_of(exchange.span)
+            if exchange.span is not None
+            else call.traceparent,
             sent_at_ms=now,
-            deadline_ms=now + int(timeout * 1000),
+            deadline_ms=now + max(1, int(time_left * 1000)),
             sender_server=self.server_id,
-            receiver_server=server.id,
+            receiver_server=endpoint.server_id,
             consent_artefact=call.consent_artefact,
+            attempt=attempt - 1,
         )
-        signed, request_hash = seal(header, body, self._signer, self._certificate)
-        prepared = _Prepared(
-            call, view, service, header, signed, request_hash, server, timeout, started_ns
+        signed, request_hash = seal(header, exchange.body, self._signer, self._certificate)
+        exchange.header, exchange.request_hash, exchange.server = (
+            header,
+            request_hash,
+            endpoint.server_id,
         )
         record = self._records.message(
             audit_pb2.PHASE_REQUEST,
@@ -261,90 +306,149 @@ class ConsumerSide:
             message_hash=request_hash,
             request_hash=request_hash,
             signature=signed.signature,
-            body=body,
-            peer_server=server.id,
+            body=exchange.body,
+            peer_server=endpoint.server_id,
         )
         await self._append(record, signed)
-        return prepared
+        return signed
 
-    def _open_answer(
+    async def _send_unary(
+        self, exchange: _Exchange, endpoint: Endpoint, attempt: int, time_left: float
+    ) -> Opened:
+        """One attempt at one provider server (called by the guard)."""
+        signed = await self._sign_and_log(exchange, endpoint, attempt, time_left)
+        stub = self._channels.get(endpoint.address).unary_unary(
+            _UNARY,
+            request_serializer=envelope_pb2.SignedMessage.SerializeToString,
+            response_deserializer=envelope_pb2.SignedMessage.FromString,
+        )
+        upstream = time.perf_counter_ns()
+        try:
+            answer = await stub(signed, timeout=time_left)
+        except grpc.RpcError as exc:
+            await self._log_failure(exchange, self._transport_error(exc, exchange))
+            exchange.logged.add(id(exc))
+            raise
+        return await self._checked_answer(
+            answer,
+            exchange,
+            0,
+            streaming=False,
+            upstream_us=(time.perf_counter_ns() - upstream) // 1000,
+        )
+
+    async def _send_stream(
+        self, exchange: _Exchange, endpoint: Endpoint, attempt: int, time_left: float
+    ) -> tuple[Any, Opened]:
+        signed = await self._sign_and_log(exchange, endpoint, attempt, time_left)
+        call = self._channels.get(endpoint.address).unary_stream(
+            _STREAM,
+            request_serializer=envelope_pb2.SignedMessage.SerializeToString,
+            response_deserializer=envelope_pb2.SignedMessage.FromString,
+        )(signed, timeout=time_left)
+        try:
+            answer = await call.read()
+        except grpc.RpcError as exc:
+            await self._log_failure(exchange, self._transport_error(exc, exchange))
+            exchange.logged.add(id(exc))
+            raise
+        if answer is grpc.aio.EOF:
+            empty = SignatureInvalid(
+                "provider stream ended before any signed message", origin=Origin.PROVIDER_SS
+            )
+            await self._log_failure(exchange, empty)
+            exchange.logged.add(id(empty))
+            raise empty
+        opened = await self._checked_answer(answer, exchange, 0, streaming=True)
+        if opened.header.kind == envelope_pb2.STREAM_END and opened.header.status_code:
+            refused = answer_error(opened.header)
+            exchange.logged.add(id(refused))
+            raise refused
+        return call, opened
+
+    async def _checked_answer(
         self,
         answer: envelope_pb2.SignedMessage,
-        prepared: _Prepared,
-        kind: envelope_pb2.MessageKind,
+        exchange: _Exchange,
         sequence: int,
+        *,
+        streaming: bool,
+        upstream_us: int = 0,
     ) -> Opened:
+        """Verify and log one signed answer. A signed refusal of a unary call is raised
+        (as the typed error) so the guard can tell answers from failures."""
         try:
             opened = open_envelope(
                 answer,
-                prepared.view.anchor,
-                expected_member=member_of(prepared.call.service),
+                exchange.view.anchor,
+                expected_member=member_of(exchange.call.service),
                 now_ms=self._clock_ms(),
             )
+            header = opened.header
+            if header.request_hash != exchange.request_hash:
+                raise SignatureInvalid("answer is not bound to this request (request hash differs)")
+            kinds = (
+                (envelope_pb2.STREAM_MESSAGE, envelope_pb2.STREAM_END)
+                if streaming
+                else (envelope_pb2.RESPONSE,)
+            )
+            if header.kind not in kinds or header.sequence != sequence:
+                raise SignatureInvalid(
+                    f"answer out of order: kind {header.kind} #{header.sequence}, "
+                    f"expected #{sequence} of a {'stream' if streaming else 'unary call'}"
+                )
         except GovbusError as exc:
-            raise exc.with_origin(Origin.PROVIDER_SS) from None
-        header = opened.header
-        if header.request_hash != prepared.request_hash:
-            raise SignatureInvalid(
-                "answer is not bound to this request (request hash differs)",
-                origin=Origin.PROVIDER_SS,
-            )
-        if header.kind != kind or header.sequence != sequence:
-            raise SignatureInvalid(
-                f"answer out of order: kind {header.kind} #{header.sequence}, "
-                f"expected {kind} #{sequence}",
-                origin=Origin.PROVIDER_SS,
-            )
-        return opened
-
-    async def _log_answer(
-        self,
-        opened: Opened,
-        prepared: _Prepared,
-        phase: audit_pb2.Phase,
-        upstream_us: int,
-    ) -> None:
+            error = exc.with_origin(Origin.PROVIDER_SS)
+            await self._log_failure(exchange, error)
+            exchange.logged.add(id(error))
+            raise error from None
+        phase = {
+            envelope_pb2.RESPONSE: audit_pb2.PHASE_RESPONSE,
+            envelope_pb2.STREAM_MESSAGE: audit_pb2.PHASE_STREAM_MESSAGE,
+            envelope_pb2.STREAM_END: audit_pb2.PHASE_STREAM_END,
+        }[header.kind]
         record = self._records.message(
             phase,
-            opened.header,
+            header,
             message_hash=opened.message_hash,
-            request_hash=prepared.request_hash,
+            request_hash=exchange.request_hash,
             signature=opened.signed.signature,
             body=opened.body,
-            peer_server=opened.header.sender_server,
-            request=prepared.header,
-            duration_us=(time.perf_counter_ns() - prepared.started_ns) // 1000,
+            peer_server=header.sender_server,
+            request=exchange.header,
+            duration_us=(time.perf_counter_ns() - exchange.started_ns) // 1000,
             upstream_us=upstream_us,
         )
         await self._append(record, opened.signed)
+        if not streaming and header.status_code:
+            error = answer_error(header)
+            exchange.logged.add(id(error))
+            raise error
+        return opened
 
-    def _finish(
-        self, context: grpc.aio.ServicerContext, prepared: _Prepared, answer: envelope_pb2.Header
+    def _succeeded(
+        self, context: grpc.aio.ServicerContext, exchange: _Exchange, answer: envelope_pb2.Header
     ) -> None:
         if answer.trailers:
             context.set_trailing_metadata(tuple((t.key, t.value) for t in answer.trailers))
         self.exchanges += 1
-        elapsed = (time.perf_counter_ns() - prepared.started_ns) / 1e9
-        self._metrics.latency.labels("consumer", prepared.call.service).observe(elapsed)
-        Tracing.finish(prepared.span, answer.error_code)
-        if answer.status_code:
-            cls = error_class(answer.error_code) or Internal
-            origin = Origin.__members__.get(answer.error_origin, Origin.PROVIDER)
-            raise cls(answer.error_message or answer.error_code, origin=origin)
-        self._metrics.count("consumer", prepared.call.client, prepared.call.service, "OK")
+        elapsed = (time.perf_counter_ns() - exchange.started_ns) / 1e9
+        self._metrics.latency.labels("consumer", exchange.call.service).observe(elapsed)
+        self._metrics.count("consumer", exchange.call.client, exchange.call.service, "OK")
+        Tracing.finish(exchange.span)
 
-    def _transport_error(self, exc: grpc.RpcError, prepared: _Prepared) -> GovbusError:
+    def _transport_error(self, exc: grpc.RpcError, exchange: _Exchange | None) -> GovbusError:
         error = from_rpc_error(exc)
         code = exc.code() if hasattr(exc, "code") else None
+        server = exchange.server if exchange is not None else "?"
         if code is grpc.StatusCode.UNAVAILABLE and error.code == "SERVICE_UNAVAILABLE":
             return ServiceUnavailable(
-                f"provider security server {prepared.server.id} at {prepared.server.address} "
-                f"is unreachable: {error.message}",
+                f"provider security server {server} is unreachable: {error.message}",
                 origin=Origin.PROVIDER_SS,
                 retry_after=1.0,
             )
         if code is grpc.StatusCode.DEADLINE_EXCEEDED and error.code == "DEADLINE_EXCEEDED":
-            error.origin = Origin.PROVIDER_SS
+            return error.with_origin(Origin.PROVIDER_SS)
         return error
 
     async def _append(
@@ -354,53 +458,74 @@ class ConsumerSide:
         await append_signed(self._log, record, signed)
         self._metrics.log_append.observe(time.perf_counter() - started)
 
-    async def _refused(
-        self,
-        error: GovbusError,
-        context: grpc.aio.ServicerContext,
-        method: str,
-        prepared: _Prepared | None,
-    ) -> None:
-        """Log a refusal or failure, count it, and end the call with the error."""
-        self.refusals += 1
-        if prepared is not None:
-            call = prepared.call
-            client, service, subject, purpose, request_id = (
-                call.client,
-                call.service,
-                call.subject,
-                call.purpose,
-                call.request_id,
-            )
-            phase = audit_pb2.PHASE_RESPONSE
-        else:
-            raw = dict(
-                (k, v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
-            )
-            client, service = raw.get(md.CLIENT, ""), raw.get(md.SERVICE, "")
-            subject, purpose, request_id = "", raw.get(md.PURPOSE, ""), raw.get(md.REQUEST_ID, "")
-            phase = audit_pb2.PHASE_REFUSED
+    async def _log_failure(self, exchange: _Exchange, error: GovbusError) -> None:
+        """The outcome of an attempt that got no valid signed answer."""
+        call = exchange.call
         record = self._records.refusal(
-            request_id=request_id,
-            client=client,
-            service=service,
-            method=method,
-            subject=subject,
-            purpose=purpose,
+            request_id=call.request_id,
+            client=call.client,
+            service=call.service,
+            method=exchange.method_path,
+            subject=call.subject,
+            purpose=call.purpose,
             error_code=error.code,
             error_origin=error.origin.value,
             status_code=error.status.value[0],
             reason=error.message,
-            peer_server=prepared.server.id if prepared is not None else "",
-            request_hash=prepared.request_hash if prepared is not None else b"",
-            phase=phase,
-            duration_us=(time.perf_counter_ns() - prepared.started_ns) // 1000 if prepared else 0,
+            peer_server=exchange.server,
+            request_hash=exchange.request_hash,
+            phase=audit_pb2.PHASE_RESPONSE,
+            duration_us=(time.perf_counter_ns() - exchange.started_ns) // 1000,
         )
-        try:
-            await self._append(record)
-        except GovbusError as log_error:
-            error = log_error
+        await self._append(record)
+
+    async def _refused(
+        self,
+        failure: GovbusError | grpc.RpcError,
+        context: grpc.aio.ServicerContext,
+        method: str,
+        exchange: _Exchange | None,
+    ) -> None:
+        """Log a refusal not logged yet, count it, and end the call with the error."""
+        self.refusals += 1
+        already = exchange is not None and id(failure) in exchange.logged
+        error = (
+            failure
+            if isinstance(failure, GovbusError)
+            else self._transport_error(failure, exchange)
+        )
+        raw = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        if exchange is not None:
+            call = exchange.call
+            client, service, subject, purpose = (
+                call.client,
+                call.service,
+                call.subject,
+                call.purpose,
+            )
+            request_id, started = call.request_id, exchange.started_ns
+        else:
+            client, service, subject = raw.get(md.CLIENT, ""), raw.get(md.SERVICE, ""), ""
+            purpose, request_id, started = raw.get(md.PURPOSE, ""), raw.get(md.REQUEST_ID, ""), 0
+        if not already:
+            record = self._records.refusal(
+                request_id=request_id,
+                client=client,
+                service=service,
+                method=method,
+                subject=subject,
+                purpose=purpose,
+                error_code=error.code,
+                error_origin=error.origin.value,
+                status_code=error.status.value[0],
+                reason=error.message,
+                duration_us=(time.perf_counter_ns() - started) // 1000 if started else 0,
+            )
+            try:
+                await self._append(record)
+            except GovbusError as log_error:
+                error = log_error
         self._metrics.count("consumer", client[:100], service[:100], error.code)
-        if prepared is not None and prepared.span is not None and prepared.span.is_recording():
-            Tracing.finish(prepared.span, error.code)
+        if exchange is not None:
+            Tracing.finish(exchange.span, error.code)
         await error.abort(context)

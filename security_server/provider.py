@@ -16,22 +16,24 @@ and every refusal is logged.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 
+from consent.verifier import ConsentVerifier, ExchangeFacts, RevocationState
 from govbus import metadata as md
 from govbus.crypto.keys import KeySigner
 from govbus.crypto.pki import Role, certificate_der, load_certificate
 from govbus.errors import (
     AccessDenied,
     CertificateInvalid,
-    ConsentRequired,
     DeadlineExceeded,
     GovbusError,
+    Internal,
     InvalidRequest,
     Origin,
     ServiceUnavailable,
@@ -46,47 +48,17 @@ from security_server.channels import ChannelPool
 from security_server.envelope import Opened, check_fresh, member_of, open_envelope, seal
 from security_server.metrics import SsMetrics
 from security_server.policy import check_shape, check_size
-from security_server.records import ExchangeLog, Justified, RecordFactory, append_signed
+from security_server.records import NOT_JUDGED, ExchangeLog, Justified, RecordFactory, append_signed
 from security_server.replay import ReplayGuard
+from security_server.resilience import LoadShedder
 
-__all__ = ["ConsentCheck", "NoPersonalData", "ProviderSide"]
+__all__ = ["ProviderSide"]
+
+log = logging.getLogger("govbus.ss.provider")
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class ConsentCheck(Protocol):
-    """Decides whether personal data may leave for this request (consent or legal basis)."""
-
-    def judge(
-        self,
-        view: GlobalConfView,
-        request: envelope_pb2.Header,
-        service: globalconf_pb2.Service,
-        now_ms: int,
-    ) -> Justified:
-        """Return how the request is justified, or raise the precise govbus error."""
-        ...
-
-
-class NoPersonalData:
-    """The fail-closed check of a server with no consent verifier configured: services
-    that return personal data are refused."""
-
-    def judge(
-        self,
-        view: GlobalConfView,
-        request: envelope_pb2.Header,
-        service: globalconf_pb2.Service,
-        now_ms: int,
-    ) -> Justified:
-        if service.personal_data:
-            raise ConsentRequired(
-                f"{service.id} returns personal data and this security server has no consent "
-                "verifier configured"
-            )
-        return Justified(justification=audit_pb2.JUSTIFICATION_NOT_PERSONAL)
 
 
 @dataclass(slots=True)
@@ -112,7 +84,9 @@ class ProviderSide:
         records: RecordFactory,
         adapters: dict[str, str],
         adapter_channels: ChannelPool,
-        consent: ConsentCheck,
+        consent: ConsentVerifier,
+        feed_state: Callable[[], RevocationState],
+        shedder: LoadShedder,
         metrics: SsMetrics,
         freshness_ms: int = 60_000,
         tracing: Tracing | None = None,
@@ -128,6 +102,8 @@ class ProviderSide:
         self._adapters = adapters
         self._adapter_channels = adapter_channels
         self._consent = consent
+        self._feed_state = feed_state
+        self._shedder = shedder
         self._metrics = metrics
         self._freshness_ms = freshness_ms
         self._clock_ms = clock_ms
@@ -160,9 +136,22 @@ class ProviderSide:
         self, request: envelope_pb2.SignedMessage, context: grpc.aio.ServicerContext
     ) -> envelope_pb2.SignedMessage:
         started = time.perf_counter_ns()
-        accepted = await self._accept(request, context, started, streaming=False)
-        if isinstance(accepted, envelope_pb2.SignedMessage):
-            return accepted  # a signed refusal
+        try:
+            accepted = await self._accept(request, context, started, streaming=False)
+            if isinstance(accepted, envelope_pb2.SignedMessage):
+                return accepted  # a signed refusal
+            try:
+                return await self._forward_unary(accepted)
+            finally:
+                self._shedder.bulkhead(accepted.opened.header.service).release()
+        except GovbusError as exc:
+            await exc.with_origin(Origin.PROVIDER_SS).abort(context)
+        except Exception as exc:
+            log.exception("provider exchange failed unexpectedly")
+            await Internal(f"provider security server failed: {type(exc).__name__}").abort(context)
+        raise AssertionError("unreachable: abort raises")
+
+    async def _forward_unary(self, accepted: _Accepted) -> envelope_pb2.SignedMessage:
         header = accepted.opened.header
         call = self._adapter_channels.get(self._adapter_of(header.service)).unary_unary(
             header.method
@@ -192,10 +181,25 @@ class ProviderSide:
         self, request: envelope_pb2.SignedMessage, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[envelope_pb2.SignedMessage]:
         started = time.perf_counter_ns()
-        accepted = await self._accept(request, context, started, streaming=True)
-        if isinstance(accepted, envelope_pb2.SignedMessage):
-            yield accepted
-            return
+        try:
+            accepted = await self._accept(request, context, started, streaming=True)
+            if isinstance(accepted, envelope_pb2.SignedMessage):
+                yield accepted
+                return
+            try:
+                async for signed in self._forward_stream(accepted):
+                    yield signed
+            finally:
+                self._shedder.bulkhead(accepted.opened.header.service).release()
+        except GovbusError as exc:
+            await exc.with_origin(Origin.PROVIDER_SS).abort(context)
+        except Exception as exc:
+            log.exception("provider stream failed unexpectedly")
+            await Internal(f"provider security server failed: {type(exc).__name__}").abort(context)
+
+    async def _forward_stream(
+        self, accepted: _Accepted
+    ) -> AsyncIterator[envelope_pb2.SignedMessage]:
         header = accepted.opened.header
         call = self._adapter_channels.get(self._adapter_of(header.service)).unary_stream(
             header.method
@@ -235,6 +239,7 @@ class ProviderSide:
         Raises (ends the call) when the request cannot even be authenticated."""
         opened: Opened | None = None
         peer = ""
+        justified = NOT_JUDGED
         try:
             view = self._conf.current()
             peer = self._peer_server(context, view)
@@ -245,37 +250,15 @@ class ProviderSide:
             await self._log_refusal(error, opened, peer, started_ns)
             await error.abort(context)
             raise AssertionError("unreachable: abort raises") from None
+        header = opened.header
         try:
-            header = opened.header
-            if header.kind != envelope_pb2.REQUEST:
-                raise InvalidRequest(f"expected a request, got message kind {header.kind}")
-            if opened.signer.name != member_of(header.client):
-                raise SignatureInvalid(
-                    f"request for client {header.client} is signed by member {opened.signer.name}"
-                )
-            owner = view.servers[peer].owner
-            if owner != opened.signer.name:
-                raise AccessDenied(
-                    f"security server {peer} may not send requests of member {opened.signer.name}"
-                )
-            check_fresh(header, now, self._freshness_ms)
-            self._replay.check_and_remember(header.client, header.request_id, header.attempt, now)
-            service = view.service(header.service)
-            if self.server_id not in service.servers or header.service not in self._adapters:
-                raise UnknownService(f"{header.service} is not served by {self.server_id}")
-            if header.receiver_server and header.receiver_server != self.server_id:
-                raise InvalidRequest(
-                    f"request is addressed to {header.receiver_server}, not {self.server_id}"
-                )
-            method = view.method(header.service, header.method)
-            check_shape(method, streaming)
-            if not view.may_call(header.client, header.service):
-                raise AccessDenied(f"{header.client} has no access right to {header.service}")
-            check_size(service, len(opened.body))
-            justified = self._consent.judge(view, header, service, now)
+            service = self._authorize(view, opened, peer, now, streaming=streaming)
+            justified, denied = self._judge(view, header, now)
+            if denied is not None:
+                raise denied
         except GovbusError as exc:
             error = exc.with_origin(Origin.PROVIDER_SS)
-            await self._log_refusal(error, opened, peer, started_ns)
+            await self._log_refusal(error, opened, peer, started_ns, justified)
             return await self._signed_refusal(opened, error)
         remaining = (header.deadline_ms - now) / 1000 if header.deadline_ms else 30.0
         transport = context.time_remaining()
@@ -292,21 +275,94 @@ class ProviderSide:
         accepted = _Accepted(
             opened, service, peer, justified, max(timeout, 0.001), started_ns, span
         )
-        record = self._records.message(
-            audit_pb2.PHASE_REQUEST,
-            header,
-            message_hash=opened.message_hash,
-            request_hash=opened.message_hash,
-            signature=opened.signed.signature,
-            body=opened.body,
-            peer_server=peer,
-            justified=justified,
-        )
-        await append_signed(self._log, record, opened.signed)
-        self._metrics.consent_decisions.labels(
-            header.service, audit_pb2.Justification.Name(justified.justification), "allowed"
-        ).inc()
+        bulkhead = self._shedder.bulkhead(header.service)
+        try:
+            await bulkhead.acquire(accepted.timeout)
+        except GovbusError as exc:
+            # Shed before anything was done: the consumer may try another server.
+            error = exc.with_origin(Origin.PROVIDER_SS)
+            await self._log_refusal(error, opened, peer, started_ns, justified)
+            Tracing.finish(span, error.code)
+            return await self._signed_refusal(opened, error)
+        try:
+            record = self._records.message(
+                audit_pb2.PHASE_REQUEST,
+                header,
+                message_hash=opened.message_hash,
+                request_hash=opened.message_hash,
+                signature=opened.signed.signature,
+                body=opened.body,
+                peer_server=peer,
+                justified=justified,
+            )
+            await append_signed(self._log, record, opened.signed)
+        except BaseException:
+            bulkhead.release()
+            raise
         return accepted
+
+    def _authorize(
+        self, view: GlobalConfView, opened: Opened, peer: str, now: int, *, streaming: bool
+    ) -> globalconf_pb2.Service:
+        """Every check of an authenticated request but consent; raises the refusal."""
+        header = opened.header
+        if header.kind != envelope_pb2.REQUEST:
+            raise InvalidRequest(f"expected a request, got message kind {header.kind}")
+        if opened.signer.name != member_of(header.client):
+            raise SignatureInvalid(
+                f"request for client {header.client} is signed by member {opened.signer.name}"
+            )
+        if view.servers[peer].owner != opened.signer.name:
+            raise AccessDenied(
+                f"security server {peer} may not send requests of member {opened.signer.name}"
+            )
+        check_fresh(header, now, self._freshness_ms)
+        self._replay.check_and_remember(header.client, header.request_id, header.attempt, now)
+        service = view.service(header.service)
+        if self.server_id not in service.servers or header.service not in self._adapters:
+            raise UnknownService(f"{header.service} is not served by {self.server_id}")
+        if header.receiver_server and header.receiver_server != self.server_id:
+            raise InvalidRequest(
+                f"request is addressed to {header.receiver_server}, not {self.server_id}"
+            )
+        check_shape(view.method(header.service, header.method), streaming)
+        if not view.may_call(header.client, header.service):
+            raise AccessDenied(f"{header.client} has no access right to {header.service}")
+        check_size(service, len(opened.body))
+        return service
+
+    def _judge(
+        self, view: GlobalConfView, header: envelope_pb2.Header, now: int
+    ) -> tuple[Justified, GovbusError | None]:
+        """The consent or legal-basis decision, with what the audit record must carry."""
+        decision = self._consent.decide(
+            view,
+            ExchangeFacts(
+                client=header.client,
+                service=header.service,
+                method=header.method,
+                subject=header.subject,
+                purpose=header.purpose,
+                consent_id=header.consent,
+                consent_artefact=header.consent_artefact,
+                legal_basis_id=header.legal_basis,
+                now_ms=now,
+            ),
+            self._feed_state(),
+        )
+        justification = audit_pb2.Justification.Name(decision.justification)
+        self._metrics.consent_decisions.labels(
+            header.service, justification, decision.error_code or "ALLOWED"
+        ).inc()
+        justified = Justified(
+            justification=decision.justification,  # type: ignore[arg-type]  # an audit enum value
+            consent_id=decision.consent_id,
+            legal_basis_id=decision.legal_basis_id,
+            law_reference=decision.law_reference,
+            hidden_until_ms=decision.hidden_until_ms,
+            reason=decision.reason,
+        )
+        return justified, decision.error
 
     def _peer_server(self, context: grpc.aio.ServicerContext, view: GlobalConfView) -> str:
         """The registered security server behind the TLS connection.
@@ -424,7 +480,12 @@ class ProviderSide:
         return signed
 
     async def _log_refusal(
-        self, error: GovbusError, opened: Opened | None, peer: str, started_ns: int
+        self,
+        error: GovbusError,
+        opened: Opened | None,
+        peer: str,
+        started_ns: int,
+        justified: Justified = NOT_JUDGED,
     ) -> None:
         self.refusals += 1
         header = opened.header if opened is not None else envelope_pb2.Header()
@@ -442,6 +503,7 @@ class ProviderSide:
             peer_server=peer,
             request_hash=opened.message_hash if opened is not None else b"",
             signature=opened.signed.signature if opened is not None else None,
+            justified=justified,
             duration_us=(time.perf_counter_ns() - started_ns) // 1000,
         )
         await append_signed(self._log, record, opened.signed if opened is not None else None)
@@ -453,6 +515,10 @@ def _set_error(header: envelope_pb2.Header, error: GovbusError) -> None:
     header.error_code = error.code
     header.error_message = error.message
     header.error_origin = error.origin.value
+    for key, value in error.metadata.items():
+        header.error_metadata.add(key=key, value=value)
+    if error.retry_after is not None:
+        header.retry_after_ms = max(1, int(error.retry_after * 1000))
 
 
 def _forwarded(header: envelope_pb2.Header, span: Any) -> tuple[tuple[str, str], ...]:

@@ -17,7 +17,14 @@ from typing import Protocol
 
 from govbus.pb.govbus.v1 import audit_pb2, envelope_pb2, signature_pb2
 
-__all__ = ["ExchangeLog", "Justified", "Pseudonymizer", "RecordFactory", "append_signed"]
+__all__ = [
+    "NOT_JUDGED",
+    "ExchangeLog",
+    "Justified",
+    "Pseudonymizer",
+    "RecordFactory",
+    "append_signed",
+]
 
 
 class ExchangeLog(Protocol):

@@ -26,21 +26,21 @@ _sym_db = _symbol_database.Default()
 from govbus.pb.govbus.v1 import signature_pb2 as govbus_dot_v1_dot_signature__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18govbus/v1/envelope.proto\x12\tgovbus.v1\x1a\x19govbus/v1/signature.proto\"\xa6\x04\n\x06Header\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.govbus.v1.MessageKind\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x0f\n\x07purpose\x18\x07 \x01(\t\x12\x0f\n\x07\x63onsent\x18\x08 \x01(\t\x12\x13\n\x0blegal_basis\x18\t \x01(\t\x12\x11\n\tinitiator\x18\n \x01(\t\x12\x13\n\x0btraceparent\x18\x0b \x01(\t\x12\x12\n\nsent_at_ms\x18\x0c \x01(\x03\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\r \x01(\x03\x12\x13\n\x0b\x62ody_sha256\x18\x0e \x01(\x0c\x12\x14\n\x0crequest_hash\x18\x0f \x01(\x0c\x12\x10\n\x08sequence\x18\x10 \x01(\r\x12\x13\n\x0bstatus_code\x18\x11 \x01(\x05\x12\x12\n\nerror_code\x18\x12 \x01(\t\x12\x15\n\rerror_message\x18\x13 \x01(\t\x12\x14\n\x0c\x65rror_origin\x18\x14 \x01(\t\x12\x15\n\rsender_server\x18\x15 \x01(\t\x12\x18\n\x10\x63onsent_artefact\x18\x16 \x01(\x0c\x12*\n\x08trailers\x18\x17 \x03(\x0b\x32\x18.govbus.v1.MetadataEntry\x12\x17\n\x0freceiver_server\x18\x18 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x19 \x01(\r\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"r\n\rSignedMessage\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\'\n\tsignature\x18\x03 \x01(\x0b\x32\x14.govbus.v1.Signature\x12\x1a\n\x12signer_certificate\x18\x04 \x01(\x0c*j\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07REQUEST\x10\x01\x12\x0c\n\x08RESPONSE\x10\x02\x12\x12\n\x0eSTREAM_MESSAGE\x10\x03\x12\x0e\n\nSTREAM_END\x10\x04\x32\x8d\x01\n\x08\x45xchange\x12;\n\x05Unary\x12\x18.govbus.v1.SignedMessage\x1a\x18.govbus.v1.SignedMessage\x12\x44\n\x0cServerStream\x12\x18.govbus.v1.SignedMessage\x1a\x18.govbus.v1.SignedMessage0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18govbus/v1/envelope.proto\x12\tgovbus.v1\x1a\x19govbus/v1/signature.proto\"\xf0\x04\n\x06Header\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.govbus.v1.MessageKind\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x0f\n\x07purpose\x18\x07 \x01(\t\x12\x0f\n\x07\x63onsent\x18\x08 \x01(\t\x12\x13\n\x0blegal_basis\x18\t \x01(\t\x12\x11\n\tinitiator\x18\n \x01(\t\x12\x13\n\x0btraceparent\x18\x0b \x01(\t\x12\x12\n\nsent_at_ms\x18\x0c \x01(\x03\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\r \x01(\x03\x12\x13\n\x0b\x62ody_sha256\x18\x0e \x01(\x0c\x12\x14\n\x0crequest_hash\x18\x0f \x01(\x0c\x12\x10\n\x08sequence\x18\x10 \x01(\r\x12\x13\n\x0bstatus_code\x18\x11 \x01(\x05\x12\x12\n\nerror_code\x18\x12 \x01(\t\x12\x15\n\rerror_message\x18\x13 \x01(\t\x12\x14\n\x0c\x65rror_origin\x18\x14 \x01(\t\x12\x15\n\rsender_server\x18\x15 \x01(\t\x12\x18\n\x10\x63onsent_artefact\x18\x16 \x01(\x0c\x12*\n\x08trailers\x18\x17 \x03(\x0b\x32\x18.govbus.v1.MetadataEntry\x12\x17\n\x0freceiver_server\x18\x18 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x19 \x01(\r\x12\x30\n\x0e\x65rror_metadata\x18\x1a \x03(\x0b\x32\x18.govbus.v1.MetadataEntry\x12\x16\n\x0eretry_after_ms\x18\x1b \x01(\r\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"r\n\rSignedMessage\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\'\n\tsignature\x18\x03 \x01(\x0b\x32\x14.govbus.v1.Signature\x12\x1a\n\x12signer_certificate\x18\x04 \x01(\x0c*j\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07REQUEST\x10\x01\x12\x0c\n\x08RESPONSE\x10\x02\x12\x12\n\x0eSTREAM_MESSAGE\x10\x03\x12\x0e\n\nSTREAM_END\x10\x04\x32\x8d\x01\n\x08\x45xchange\x12;\n\x05Unary\x12\x18.govbus.v1.SignedMessage\x1a\x18.govbus.v1.SignedMessage\x12\x44\n\x0cServerStream\x12\x18.govbus.v1.SignedMessage\x1a\x18.govbus.v1.SignedMessage0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'govbus.v1.envelope_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGEKIND']._serialized_start=780
-  _globals['_MESSAGEKIND']._serialized_end=886
+  _globals['_MESSAGEKIND']._serialized_start=854
+  _globals['_MESSAGEKIND']._serialized_end=960
   _globals['_HEADER']._serialized_start=67
-  _globals['_HEADER']._serialized_end=617
-  _globals['_METADATAENTRY']._serialized_start=619
-  _globals['_METADATAENTRY']._serialized_end=662
-  _globals['_SIGNEDMESSAGE']._serialized_start=664
-  _globals['_SIGNEDMESSAGE']._serialized_end=778
-  _globals['_EXCHANGE']._serialized_start=889
-  _globals['_EXCHANGE']._serialized_end=1030
+  _globals['_HEADER']._serialized_end=691
+  _globals['_METADATAENTRY']._serialized_start=693
+  _globals['_METADATAENTRY']._serialized_end=736
+  _globals['_SIGNEDMESSAGE']._serialized_start=738
+  _globals['_SIGNEDMESSAGE']._serialized_end=852
+  _globals['_EXCHANGE']._serialized_start=963
+  _globals['_EXCHANGE']._serialized_end=1104
 # @@protoc_insertion_point(module_scope)

@@ -23,7 +23,7 @@ STREAM_MESSAGE: MessageKind
 STREAM_END: MessageKind
 
 class Header(_message.Message):
-    __slots__ = ("kind", "request_id", "client", "service", "method", "subject", "purpose", "consent", "legal_basis", "initiator", "traceparent", "sent_at_ms", "deadline_ms", "body_sha256", "request_hash", "sequence", "status_code", "error_code", "error_message", "error_origin", "sender_server", "consent_artefact", "trailers", "receiver_server", "attempt")
+    __slots__ = ("kind", "request_id", "client", "service", "method", "subject", "purpose", "consent", "legal_basis", "initiator", "traceparent", "sent_at_ms", "deadline_ms", "body_sha256", "request_hash", "sequence", "status_code", "error_code", "error_message", "error_origin", "sender_server", "consent_artefact", "trailers", "receiver_server", "attempt", "error_metadata", "retry_after_ms")
     KIND_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,8 @@ class Header(_message.Message):
     TRAILERS_FIELD_NUMBER: _ClassVar[int]
     RECEIVER_SERVER_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_METADATA_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     kind: MessageKind
     request_id: str
     client: str
@@ -74,7 +76,9 @@ class Header(_message.Message):
     trailers: _containers.RepeatedCompositeFieldContainer[MetadataEntry]
     receiver_server: str
     attempt: int
-    def __init__(self, kind: _Optional[_Union[MessageKind, str]] = ..., request_id: _Optional[str] = ..., client: _Optional[str] = ..., service: _Optional[str] = ..., method: _Optional[str] = ..., subject: _Optional[str] = ..., purpose: _Optional[str] = ..., consent: _Optional[str] = ..., legal_basis: _Optional[str] = ..., initiator: _Optional[str] = ..., traceparent: _Optional[str] = ..., sent_at_ms: _Optional[int] = ..., deadline_ms: _Optional[int] = ..., body_sha256: _Optional[bytes] = ..., request_hash: _Optional[bytes] = ..., sequence: _Optional[int] = ..., status_code: _Optional[int] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., error_origin: _Optional[str] = ..., sender_server: _Optional[str] = ..., consent_artefact: _Optional[bytes] = ..., trailers: _Optional[_Iterable[_Union[MetadataEntry, _Mapping]]] = ..., receiver_server: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    error_metadata: _containers.RepeatedCompositeFieldContainer[MetadataEntry]
+    retry_after_ms: int
+    def __init__(self, kind: _Optional[_Union[MessageKind, str]] = ..., request_id: _Optional[str] = ..., client: _Optional[str] = ..., service: _Optional[str] = ..., method: _Optional[str] = ..., subject: _Optional[str] = ..., purpose: _Optional[str] = ..., consent: _Optional[str] = ..., legal_basis: _Optional[str] = ..., initiator: _Optional[str] = ..., traceparent: _Optional[str] = ..., sent_at_ms: _Optional[int] = ..., deadline_ms: _Optional[int] = ..., body_sha256: _Optional[bytes] = ..., request_hash: _Optional[bytes] = ..., sequence: _Optional[int] = ..., status_code: _Optional[int] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., error_origin: _Optional[str] = ..., sender_server: _Optional[str] = ..., consent_artefact: _Optional[bytes] = ..., trailers: _Optional[_Iterable[_Union[MetadataEntry, _Mapping]]] = ..., receiver_server: _Optional[str] = ..., attempt: _Optional[int] = ..., error_metadata: _Optional[_Iterable[_Union[MetadataEntry, _Mapping]]] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
 
 class MetadataEntry(_message.Message):
     __slots__ = ("key", "value")
