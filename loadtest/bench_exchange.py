@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -20,7 +21,7 @@ import grpc
 from govbus import metadata as md
 from govbus.pb.govbus.v1 import diagnostics_pb2
 from loadtest.harness import DIAG_METHODS, Bus
-from loadtest.load import LoadResult, closed_loop, open_loop
+from loadtest.load import LoadResult, closed_loop, cpu_seconds, open_loop
 
 __all__ = ["main", "start_echo_bus"]
 
@@ -41,7 +42,7 @@ def start_echo_bus(root: Path) -> tuple[Bus, str]:
     bus.subsystem(CLIENT)
     bus.server(f"{CONSUMER}/ss1")
     provider = bus.server(f"{PROVIDER}/ss1")
-    bus.publish(SERVICE, "govbus.v1.Diagnostics", DIAG_METHODS, [provider.id])
+    bus.publish(SERVICE, "govbus.v1.Diagnostics", DIAG_METHODS, [provider.id], idempotent=(ECHO,))
     bus.grant(CLIENT, SERVICE)
     adapter = bus.start_diagnostics()
     provider.adapters[SERVICE] = adapter
@@ -52,7 +53,17 @@ def start_echo_bus(root: Path) -> tuple[Bus, str]:
     return bus, adapter
 
 
-async def _run(adapter: str, consumer: str) -> None:
+async def _cpu_per_call(
+    call: Callable[[], Awaitable[object]], pids: dict[str, int | None], calls: int
+) -> tuple[dict[str, float], LoadResult]:
+    """CPU microseconds each process spends per call over `calls` calls at 32 in flight."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    result = await closed_loop(call, concurrency=CONCURRENCY, duration=600, max_calls=calls)
+    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    return {name: (after[name] - before[name]) / result.ok * 1e6 for name in pids}, result
+
+
+async def _run(adapter: str, consumer: str, pids: dict[str, int]) -> None:
     body = diagnostics_pb2.EchoRequest(payload=b"x" * 256).SerializeToString()
     metadata = ((md.CLIENT, CLIENT), (md.SERVICE, SERVICE), (md.PURPOSE, "benchmark"))
     async with (
@@ -77,7 +88,43 @@ async def _run(adapter: str, consumer: str) -> None:
         bus_half = await open_loop(call_bus, rate=half, duration=DURATION)
         direct_one = await closed_loop(call_direct, concurrency=1, duration=DURATION / 2)
         bus_one = await closed_loop(call_bus, concurrency=1, duration=DURATION / 2)
+        calls = int(os.environ.get("GOVBUS_BENCH_CPU_CALLS", "4000"))
+        direct_cpu, _ = await _cpu_per_call(
+            call_direct, {"client": None, "adapter": pids["adapter"]}, calls
+        )
+        bus_cpu, _ = await _cpu_per_call(
+            call_bus,
+            {
+                "client": None,
+                "consumer SS": pids["consumer"],
+                "provider SS": pids["provider"],
+                "adapter": pids["adapter"],
+            },
+            calls,
+        )
     _report(direct_max, bus_max, direct_half, bus_half, direct_one, bus_one, half)
+    _report_cpu(direct_cpu, bus_cpu)
+
+
+def _report_cpu(direct: dict[str, float], bus: dict[str, float]) -> None:
+    """CPU per call is what bounds throughput on a shared 2-core machine, and it barely
+    moves when other work runs beside the benchmark."""
+    print("CPU per call (µs, user+system), 32 in flight:")
+    print(
+        "  direct: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in direct.items())
+        + f"  = {sum(direct.values()):.0f}"
+    )
+    print(
+        "  bus:    "
+        + ", ".join(f"{k} {v:.0f}" for k, v in bus.items())
+        + f"  = {sum(bus.values()):.0f}"
+    )
+    share = sum(direct.values()) / sum(bus.values()) * 100
+    print(
+        f"  direct / bus CPU per call          {share:6.1f} %"
+        "   (the throughput ratio a CPU-bound machine allows)"
+    )
 
 
 def _report(
@@ -110,8 +157,15 @@ def _report(
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="govbus-bench-") as tmp:
         bus, adapter = start_echo_bus(Path(tmp))
+        consumer, provider = bus.servers[f"{CONSUMER}/ss1"], bus.servers[f"{PROVIDER}/ss1"]
+        assert consumer.process is not None and provider.process is not None
+        pids = {
+            "adapter": bus.processes[0].pid,
+            "consumer": consumer.process.pid,
+            "provider": provider.process.pid,
+        }
         try:
-            asyncio.run(_run(adapter, bus.servers[f"{CONSUMER}/ss1"].consumer_address))
+            asyncio.run(_run(adapter, consumer.consumer_address, pids))
         finally:
             bus.stop()
 

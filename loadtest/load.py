@@ -7,13 +7,14 @@ Both are bounded in count and time and stop by themselves.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-__all__ = ["LoadResult", "closed_loop", "open_loop"]
+__all__ = ["LoadResult", "closed_loop", "cpu_seconds", "open_loop"]
 
 Call = Callable[[], Awaitable[object]]
 
@@ -53,8 +54,26 @@ class LoadResult:
         return statistics.fmean(self.latencies) if self.latencies else float("nan")
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) a process has used so far; this process when `pid` is None.
+
+    Unlike wall-clock throughput, CPU per call barely moves when other work shares
+    the machine, so benchmarks report it beside their rates.
+    """
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
 def _error_name(exc: BaseException) -> str:
-    return str(getattr(exc, "code", type(exc).__name__))
+    code = getattr(exc, "code", None)
+    if callable(code):  # a gRPC error: its status code
+        code = code()
+    return str(getattr(code, "name", code) or type(exc).__name__)
 
 
 async def closed_loop(

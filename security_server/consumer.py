@@ -14,6 +14,7 @@ side refused. Nothing here blocks the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -268,9 +269,12 @@ class ConsumerSide:
             span,
         )
 
-    async def _sign_and_log(
+    def _sign_and_log(
         self, exchange: _Exchange, endpoint: Endpoint, attempt: int, time_left: float
-    ) -> envelope_pb2.SignedMessage:
+    ) -> tuple[envelope_pb2.SignedMessage, asyncio.Task[None]]:
+        """Sign one attempt and hand its record to the log. The record becomes durable
+        while the request travels; callers await the task before they record or
+        return the answer, so nothing is returned before the whole exchange is logged."""
         call = exchange.call
         now = self._clock_ms()
         header = envelope_pb2.Header(
@@ -309,14 +313,13 @@ class ConsumerSide:
             body=exchange.body,
             peer_server=endpoint.server_id,
         )
-        await self._append(record, signed)
-        return signed
+        return signed, asyncio.ensure_future(self._append(record, signed))
 
     async def _send_unary(
         self, exchange: _Exchange, endpoint: Endpoint, attempt: int, time_left: float
     ) -> Opened:
         """One attempt at one provider server (called by the guard)."""
-        signed = await self._sign_and_log(exchange, endpoint, attempt, time_left)
+        signed, logged = self._sign_and_log(exchange, endpoint, attempt, time_left)
         stub = self._channels.get(endpoint.address).unary_unary(
             _UNARY,
             request_serializer=envelope_pb2.SignedMessage.SerializeToString,
@@ -326,9 +329,11 @@ class ConsumerSide:
         try:
             answer = await stub(signed, timeout=time_left)
         except grpc.RpcError as exc:
+            await logged
             await self._log_failure(exchange, self._transport_error(exc, exchange))
             exchange.logged.add(id(exc))
             raise
+        await logged
         return await self._checked_answer(
             answer,
             exchange,
@@ -340,7 +345,7 @@ class ConsumerSide:
     async def _send_stream(
         self, exchange: _Exchange, endpoint: Endpoint, attempt: int, time_left: float
     ) -> tuple[Any, Opened]:
-        signed = await self._sign_and_log(exchange, endpoint, attempt, time_left)
+        signed, logged = self._sign_and_log(exchange, endpoint, attempt, time_left)
         call = self._channels.get(endpoint.address).unary_stream(
             _STREAM,
             request_serializer=envelope_pb2.SignedMessage.SerializeToString,
@@ -349,9 +354,11 @@ class ConsumerSide:
         try:
             answer = await call.read()
         except grpc.RpcError as exc:
+            await logged
             await self._log_failure(exchange, self._transport_error(exc, exchange))
             exchange.logged.add(id(exc))
             raise
+        await logged
         if answer is grpc.aio.EOF:
             empty = SignatureInvalid(
                 "provider stream ended before any signed message", origin=Origin.PROVIDER_SS

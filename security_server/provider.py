@@ -16,6 +16,7 @@ and every refusal is logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -70,6 +71,9 @@ class _Accepted:
     timeout: float
     started_ns: int
     span: Any = None
+    # The request record on its way to durability (idempotent reads only: the
+    # adapter is called meanwhile; the answer waits for it).
+    logged: asyncio.Task[int] | None = None
 
 
 class ProviderSide:
@@ -173,6 +177,8 @@ class ProviderSide:
             _set_error(answer, self._adapter_error(exc, header.service))
             body = b""
         upstream_us = (time.perf_counter_ns() - upstream) // 1000
+        if accepted.logged is not None:
+            await accepted.logged
         signed = await self._answer(accepted, answer, body, audit_pb2.PHASE_RESPONSE, upstream_us)
         self._done(accepted, answer)
         return signed
@@ -213,6 +219,9 @@ class ProviderSide:
                 metadata=_forwarded(header, accepted.span),
             )
             async for body in pending:
+                if accepted.logged is not None:
+                    await accepted.logged
+                    accepted.logged = None
                 message = envelope_pb2.Header(kind=envelope_pb2.STREAM_MESSAGE, sequence=sequence)
                 yield await self._answer(accepted, message, body, audit_pb2.PHASE_STREAM_MESSAGE, 0)
                 sequence += 1
@@ -222,6 +231,8 @@ class ProviderSide:
         except grpc.RpcError as exc:
             _set_error(end, self._adapter_error(exc, header.service))
         end.sequence = sequence
+        if accepted.logged is not None:
+            await accepted.logged
         yield await self._answer(accepted, end, b"", audit_pb2.PHASE_STREAM_END, 0)
         self._done(accepted, end)
 
@@ -252,7 +263,7 @@ class ProviderSide:
             raise AssertionError("unreachable: abort raises") from None
         header = opened.header
         try:
-            service = self._authorize(view, opened, peer, now, streaming=streaming)
+            service, method = self._authorize(view, opened, peer, now, streaming=streaming)
             justified, denied = self._judge(view, header, now)
             if denied is not None:
                 raise denied
@@ -295,7 +306,13 @@ class ProviderSide:
                 peer_server=peer,
                 justified=justified,
             )
-            await append_signed(self._log, record, opened.signed)
+            if method.idempotent:
+                accepted.logged = asyncio.ensure_future(
+                    append_signed(self._log, record, opened.signed)
+                )
+            else:
+                # A write is on record before the agency system sees it.
+                await append_signed(self._log, record, opened.signed)
         except BaseException:
             bulkhead.release()
             raise
@@ -303,7 +320,7 @@ class ProviderSide:
 
     def _authorize(
         self, view: GlobalConfView, opened: Opened, peer: str, now: int, *, streaming: bool
-    ) -> globalconf_pb2.Service:
+    ) -> tuple[globalconf_pb2.Service, globalconf_pb2.Method]:
         """Every check of an authenticated request but consent; raises the refusal."""
         header = opened.header
         if header.kind != envelope_pb2.REQUEST:
@@ -325,11 +342,12 @@ class ProviderSide:
             raise InvalidRequest(
                 f"request is addressed to {header.receiver_server}, not {self.server_id}"
             )
-        check_shape(view.method(header.service, header.method), streaming)
+        method = view.method(header.service, header.method)
+        check_shape(method, streaming)
         if not view.may_call(header.client, header.service):
             raise AccessDenied(f"{header.client} has no access right to {header.service}")
         check_size(service, len(opened.body))
-        return service
+        return service, method
 
     def _judge(
         self, view: GlobalConfView, header: envelope_pb2.Header, now: int
