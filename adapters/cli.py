@@ -150,7 +150,7 @@ def descriptor_command(
     atomic_write(out, adapter.descriptor_set())
     publication = adapter.publication
     err.print(f"wrote {out} ({publication.grpc_service})")
-    console.print(" ".join(_quote(a) for a in publication.publish_argv(out, server)))
+    typer.echo(" ".join(_quote(a) for a in publication.publish_argv(out, server)))
 
 
 def _quote(arg: str) -> str:

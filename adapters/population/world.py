@@ -629,7 +629,7 @@ class World:
             kid_births.append((born, iin, sex))
         first_child = kid_births[0][0] if kid_births else _REF
         last_child = kid_births[-1][0] if kid_births else mother_born + _Y18
-        married = draw.between(mother_born + _Y18, first_child - 30)
+        married = draw.between(mother_born + _Y18 + 1, first_child - 30)
 
         husband_draw, wife_draw = self._draw_of(husband), self._draw_of(wife)
         husband_death = self._death(husband_draw, father_born, max(married, last_child) + 1)
@@ -944,7 +944,7 @@ class World:
             f"{owner.address.region.code:02d}"
         )
         wmi, make, models = draw.pick(_MAKES)
-        adult = owner.birth_date.toordinal() + _Y18
+        adult = _anniversary(owner.birth_date, 18).toordinal()
         year = draw.between(max(1995, dt.date.fromordinal(adult).year), REFERENCE_DATE.year - 1)
         registered = draw.between(max(adult, dt.date(year, 1, 1).toordinal()), _REF - 1)
         return Vehicle(
@@ -993,6 +993,14 @@ class World:
             holder=household.head.index,
             registered=household.moved_in,
         )
+
+
+def _anniversary(day: dt.date, years: int) -> dt.date:
+    """The calendar date `years` after `day` (29 February → 1 March)."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return dt.date(day.year + years, 3, 1)
 
 
 def _other(style: NameStyle) -> NameStyle:

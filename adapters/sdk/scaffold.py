@@ -73,6 +73,7 @@ def scaffold(name: str, *, root: Path = Path(), service: str = "", title: str = 
         "title": title or (known.title if known else f"Registry {name}"),
         "member": _member_for(name),
         "Name": name.capitalize(),
+        "idempotent": '"GetRecord", "ListRecords"',
     }
     files: dict[Path, str] = {}
     if proto_path.exists():
@@ -110,6 +111,7 @@ def _contract_files(root: Path, name: str, values: dict[str, str]) -> dict[Path,
     if len(services) != 1:
         raise ConfigInvalid(f"{name}.proto must define exactly one service")
     values["service"] = services[0].name
+    values["idempotent"] = ""  # say which methods are reads once they exist
     methods = []
     for method in services[0].methods:
         request, response = method.input_type.name, method.output_type.name
@@ -186,7 +188,7 @@ service $service {
 """
 
 _INIT = '''\
-"""$title, as a govbus adapter."""
+"""A govbus adapter: $title."""
 
 from pathlib import Path
 
@@ -222,7 +224,7 @@ _PUBLISH = """\
   "personal_data": true,
   "consent_policy": "CONSENT_REQUIRED",
   "default_deadline_ms": 2000,
-  "idempotent": [],
+  "idempotent": [$idempotent],
   "access": ["group:service-centre", "group:portal"]
 }
 """
@@ -372,9 +374,9 @@ def contract_samples(world: World) -> ContractSamples:
 '''
 
 _SERVICER = '''\
-"""$title as a gRPC service: `kz.gov.$name.v1.$service`.
+"""The gRPC service `kz.gov.$name.v1.$service`.
 
-Identifiers are checked first (INVALID_IDENTIFIER), then the other fields
+$title. Identifiers are checked first (INVALID_IDENTIFIER), then the other fields
 (INVALID_REQUEST), then the registry's rules (NOT_FOUND, FAILED_PRECONDITION).
 """
 
@@ -557,7 +559,10 @@ def contract_samples(world: World) -> ContractSamples:
 '''
 
 _SKELETON_SERVICER = '''\
-"""$title as a gRPC service: `kz.gov.$name.v1.$service`. TODO: every method."""
+"""The gRPC service `kz.gov.$name.v1.$service`.
+
+$title. TODO: every method.
+"""
 
 from __future__ import annotations
 
