@@ -24,6 +24,7 @@ This module must never log or print a raw IIN: `log_fields()` masks the subject.
 from __future__ import annotations
 
 import contextvars
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -97,18 +98,12 @@ class RequestContext:
             return _EMPTY
         client = found.get(CLIENT_KEY, "")
         if client:
-            # A member or one of its subsystems may call.
-            (SubsystemId.parse if client.count("/") == 3 else MemberId.parse)(client)
+            _check_client(client)
         service = found.get(SERVICE_KEY, "")
         if service:
-            ServiceId.parse(service)
+            _check_service(service)
         subject_text = found.get(SUBJECT_KEY, "")
-        subject = None
-        if subject_text:
-            try:
-                subject = Iin.parse(subject_text)
-            except InvalidIdentifier as exc:
-                raise InvalidIdentifier(f"{SUBJECT_KEY}: {exc.message}") from None
+        subject = _parse_subject(subject_text) if subject_text else None
         return cls(
             client=client,
             service=service,
@@ -165,6 +160,28 @@ class RequestContext:
 
 
 _EMPTY = RequestContext()
+
+
+# The same callers, services and (within a visit) subjects come again and again:
+# validating each distinct value once keeps the per-call cost to a dict lookup.
+# Only valid values are cached (an exception is never cached by lru_cache).
+@functools.lru_cache(maxsize=1024)
+def _check_client(text: str) -> None:
+    # A member or one of its subsystems may call.
+    (SubsystemId.parse if text.count("/") == 3 else MemberId.parse)(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_service(text: str) -> None:
+    ServiceId.parse(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_subject(text: str) -> Iin:
+    try:
+        return Iin.parse(text)
+    except InvalidIdentifier as exc:
+        raise InvalidIdentifier(f"{SUBJECT_KEY}: {exc.message}") from None
 
 
 def _set_current(context: RequestContext) -> contextvars.Token[RequestContext | None]:

@@ -7,9 +7,10 @@
   process, e.g. in tests) with calls by method and code and a latency histogram;
   `start_metrics_server` serves it on /metrics.
 - Traces: an OpenTelemetry SDK tracer provider, one SERVER span per call continuing
-  the caller's W3C `traceparent`. No exporter by default (spans are created and
-  dropped: cheap); `console` prints them, or pass any `SpanExporter` (tests pass an
-  in-memory one).
+  the caller's W3C `traceparent`. No exporter by default: the spans are then
+  non-recording (sampler off) — they carry the trace and span ids and cost a few
+  microseconds; `console` prints recorded spans, or pass any `SpanExporter` (tests pass
+  an in-memory one).
 
 This module must never write a raw IIN anywhere.
 """
@@ -31,6 +32,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -115,9 +117,6 @@ class Telemetry:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.tracer_provider = TracerProvider(
-            resource=Resource.create({"service.name": f"govbus-adapter-{self.name}"})
-        )
         exporter: SpanExporter | None
         if self.exporter == "console":
             exporter = ConsoleSpanExporter()
@@ -129,6 +128,13 @@ class Telemetry:
             exporter = None
         else:
             exporter = self.exporter
+        # With nowhere to send spans, record none: each call still gets a span that
+        # continues the caller's trace (ids for logs and child spans), non-recording.
+        self.tracer_provider = TracerProvider(
+            resource=Resource.create({"service.name": f"govbus-adapter-{self.name}"}),
+            sampler=ParentBased(ALWAYS_ON) if exporter is not None else ALWAYS_OFF,
+        )
+        self.recording = exporter is not None
         if exporter is not None:
             self.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
         self.tracer: Tracer = self.tracer_provider.get_tracer("govbus.adapter")
