@@ -456,9 +456,14 @@ class World:
         return Draw(self.seed, "building", superblock).chance(city.apartments_per_mille)
 
     def residential_address(self, household: int) -> Address:
+        self._check_index(household)
         superblock = household // SUPERBLOCK
-        position = _PATTERN_STARTS[self._pattern(superblock)].index(household % SUPERBLOCK)
-        return self._residential_address(superblock, position, household)
+        starts = _PATTERN_STARTS[self._pattern(superblock)]
+        if household % SUPERBLOCK not in starts:
+            raise InvalidRequest(f"{household} is not the id of a household (its first member)")
+        return self._residential_address(
+            superblock, starts.index(household % SUPERBLOCK), household
+        )
 
     def _residential_address(self, superblock: int, position: int, household: int) -> Address:
         slot_index, block = self._slot(superblock)

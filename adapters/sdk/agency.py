@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AGENCIES",
     "CONSENT_POLICIES",
+    "RESERVED",
     "AgencyAdapter",
     "AgencyInfo",
     "MethodSpec",
@@ -46,7 +47,8 @@ __all__ = [
 ]
 
 _CODE = re.compile(r"[a-z][a-z0-9]{1,30}")
-_NOT_AGENCIES = frozenset({"sdk", "population"})
+#: Names under adapters/ that are not agencies.
+RESERVED = frozenset({"sdk", "population", "cli"})
 CONSENT_POLICIES = ("CONSENT_NOT_REQUIRED", "CONSENT_REQUIRED", "CONSENT_OR_LEGAL_BASIS")
 
 
@@ -252,12 +254,12 @@ def adapter_codes() -> list[str]:
     return sorted(
         m.name
         for m in pkgutil.iter_modules(adapters.__path__)
-        if m.ispkg and m.name not in _NOT_AGENCIES
+        if m.ispkg and m.name not in RESERVED
     )
 
 
 def load(code: str) -> AgencyAdapter:
-    if not isinstance(code, str) or not _CODE.fullmatch(code) or code in _NOT_AGENCIES:
+    if not isinstance(code, str) or not _CODE.fullmatch(code) or code in RESERVED:
         raise InvalidRequest(f"{code!r} is not an agency code (lower-case letters and digits)")
     try:
         module = importlib.import_module(f"adapters.{code}")

@@ -112,7 +112,7 @@ class _Call:
             child = self.codes[code] = self.tel.calls.labels(self.method, code)
         child.inc()
 
-    def begin(self, context: Any, request: Any) -> tuple[RequestContext, Any, Any, Any]:
+    def begin(self, context: Any) -> tuple[RequestContext, Any, Any, Any]:
         ctx = RequestContext.from_grpc(context)
         token = _set_current(ctx)
         span = self.tel.tracer.start_span(
@@ -215,7 +215,7 @@ class _Outcome:
         self.closed = False
 
     def open(self, context: Any, request: Any) -> None:
-        self.ctx, self.token, self.span, self.span_token = self.call.begin(context, request)
+        self.ctx, self.token, self.span, self.span_token = self.call.begin(context)
         self.call.check_subject(self.ctx, request)
 
     def close(self, code: str, error: GovbusError | None, items: int | None) -> None:

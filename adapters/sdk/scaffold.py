@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from string import Template
 
-from adapters.sdk.agency import _NOT_AGENCIES, AGENCIES
+from adapters.sdk.agency import AGENCIES, RESERVED
 from govbus.errors import AlreadyExists, ConfigInvalid, InvalidRequest
 from govbus.ids import Bin
 
@@ -53,7 +53,7 @@ def scaffold(name: str, *, root: Path = Path(), service: str = "", title: str = 
             f"{name!r} is not a usable agency code: 2-31 lower-case ASCII letters and digits, "
             "starting with a letter"
         )
-    if name in _NOT_AGENCIES or name in ("cli", "sdk", "population"):
+    if name in RESERVED:
         raise InvalidRequest(f"{name!r} is reserved")
     if not (root / "proto").is_dir() or not (root / "adapters").is_dir():
         raise ConfigInvalid(f"{root.resolve()} is not a govbus checkout (no proto/ or adapters/)")
