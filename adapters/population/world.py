@@ -52,7 +52,7 @@ from adapters.population.names import (
     surname_for,
 )
 from govbus.errors import InvalidRequest
-from govbus.ids import Bin, Iin, Sex, check_digit
+from govbus.ids import Bin, Iin, Sex
 
 __all__ = [
     "CAPACITY",
@@ -579,15 +579,11 @@ class World:
         ordinal = first + _STRIDE * draw.below(count)
         born = dt.date.fromordinal(ordinal)
         serial = 2 * (index // _STRIDE)
-        century = (born.year // 100 - 18) * 2 + (1 if sex is Sex.MALE else 2)
-        first11 = f"{born.year % 100:02d}{born.month:02d}{born.day:02d}{century}{serial:04d}"
-        check = check_digit(first11)
-        if check is None:
-            # The next serial differs in the digit of weight 11 (≡ 0) and 2: it has one.
-            first11 = f"{first11[:10]}{int(first11[10]) + 1}"
-            check = check_digit(first11)
-            assert check is not None
-        return ordinal, f"{first11}{check}"
+        # The next serial differs only in the digit of weight 11 (≡ 0) and 2: one of
+        # the two always has a check digit.
+        iin = Iin.build(born, sex, serial) or Iin.build(born, sex, serial + 1)
+        assert iin is not None
+        return ordinal, iin.value
 
     def _draw_of(self, index: int) -> Draw:
         return Draw(self.seed, "person", index)
