@@ -136,7 +136,8 @@ def load_certificate(data: bytes | Path) -> x509.Certificate:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+    # A corrupted version field raises InvalidVersion, which is not a ValueError.
+    except (ValueError, x509.InvalidVersion) as exc:
         raise CertificateInvalid(f"{source} is not a valid X.509 certificate: {exc}") from None
 
 
