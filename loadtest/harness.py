@@ -152,10 +152,13 @@ class Bus:
             f'"{service}" = "{address}"' for service, address in server.adapters.items()
         )
         config = server.folder / "ss.toml"
+        # A restarted server keeps its provider address: the configuration names it.
+        listen = f'[listen]\nprovider = "{server.address}"\n' if server.address else ""
         config.write_text(
             f'''server_id = "{server_id}"
 state_dir = "state"
 
+{listen}
 [keys]
 ca_certificate = "{self.ca.directory / "ca.cert.pem"}"
 tls_key = "tls.key.pem"

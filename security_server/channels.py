@@ -18,8 +18,12 @@ __all__ = ["ChannelPool"]
 _CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     *DEFAULT_OPTIONS,
     ("grpc.enable_retries", 0),  # retries are the bus's decision, not the channel's
+    # One connection per channel, not shared through gRPC's global subchannel pool:
+    # a provider that restarts is reconnected by its own channel's short back-off.
+    ("grpc.use_local_subchannel_pool", 1),
     ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+    ("grpc.min_reconnect_backoff_ms", 200),
 )
 
 
@@ -33,14 +37,14 @@ class ChannelPool:
     def get(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            if self._credentials is None:
-                channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
-            else:
-                channel = grpc.aio.secure_channel(
-                    address, self._credentials, options=_CHANNEL_OPTIONS
-                )
-            self._channels[address] = channel
+            channel = self._channels[address] = self.fresh(address)
         return channel
+
+    def fresh(self, address: str) -> grpc.aio.Channel:
+        """A new channel the caller owns (and closes), outside the pool."""
+        if self._credentials is None:
+            return grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(address, self._credentials, options=_CHANNEL_OPTIONS)
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}

@@ -38,6 +38,10 @@ Example:
     [consent]
     staleness_s = 5
 
+    [resilience]
+    enabled = true                            # false: no breakers, bulkheads, retries
+                                              # (a drill that shows what they prevent)
+
     [telemetry]
     traces_file = ""                          # e.g. "traces.jsonl": OpenTelemetry spans
 
@@ -99,6 +103,7 @@ class SsConfig:
     freshness_s: float
     consent_staleness_s: float
     traces_file: Path | None = None
+    resilience: bool = True
     adapters: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -171,5 +176,6 @@ class SsConfig:
             freshness_s=_get(exchange, "freshness_s", float, 60.0, "exchange"),
             consent_staleness_s=_get(consent, "staleness_s", float, 5.0, "consent"),
             traces_file=rel(traces) if traces else None,
+            resilience=_get(_section(data, "resilience"), "enabled", bool, True, "resilience"),
             adapters=adapters,
         )

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -44,11 +44,13 @@ from security_server.envelope import Opened, member_of, open_envelope, seal
 from security_server.metrics import SsMetrics
 from security_server.policy import check_shape, check_size
 from security_server.records import ExchangeLog, RecordFactory, append_signed
-from security_server.resilience import Endpoint, ExchangeGuard
+from security_server.resilience import Endpoint, ExchangeGuard, Send
 
 __all__ = ["ConsumerSide", "answer_error"]
 
 log = logging.getLogger("govbus.ss.consumer")
+
+T = TypeVar("T")
 
 _UNARY = "/govbus.v1.Exchange/Unary"
 _STREAM = "/govbus.v1.Exchange/ServerStream"
@@ -102,7 +104,7 @@ class ConsumerSide:
         log: ExchangeLog,
         records: RecordFactory,
         channels: ChannelPool,
-        guard: ExchangeGuard,
+        guard: ExchangeGuard | None,
         metrics: SsMetrics,
         tracing: Tracing | None = None,
         clock_ms: Callable[[], int] = _now_ms,
@@ -155,12 +157,7 @@ class ConsumerSide:
         exchange: _Exchange | None = None
         try:
             exchange = self._resolve(method, body, context, started, streaming=False)
-            opened: Opened = await self._guard.run(
-                exchange.call.service,
-                partial(self._send_unary, exchange),
-                idempotent=exchange.method.idempotent,
-                time_left=exchange.time_left,
-            )
+            opened: Opened = await self._run(exchange, partial(self._send_unary, exchange))
             self._succeeded(context, exchange, opened.header)
             return opened.body
         except (GovbusError, grpc.RpcError) as exc:
@@ -184,11 +181,8 @@ class ConsumerSide:
             exchange = self._resolve(method, body, context, started, streaming=True)
             # The guard covers setting the stream up, up to its first message: a breaker
             # or bulkhead slot is not held for the whole life of a long stream.
-            first: tuple[Any, Opened] = await self._guard.run(
-                exchange.call.service,
-                partial(self._send_stream, exchange),
-                idempotent=exchange.method.idempotent,
-                time_left=exchange.time_left,
+            first: tuple[Any, Opened] = await self._run(
+                exchange, partial(self._send_stream, exchange)
             )
             call, opened = first
             sequence = 0
@@ -222,6 +216,27 @@ class ConsumerSide:
             )
 
     # --- steps ------------------------------------------------------------------------
+
+    async def _run(self, exchange: _Exchange, send: Send[T]) -> T:
+        """Through the resilience guard; or, with resilience switched off (a drill that
+        shows what the guard prevents), straight to one provider server."""
+        if self._guard is not None:
+            return await self._guard.run(
+                exchange.call.service,
+                send,
+                idempotent=exchange.method.idempotent,
+                time_left=exchange.time_left,
+            )
+        servers = exchange.view.servers_of(exchange.call.service)
+        if not servers:
+            raise ServiceUnavailable(
+                f"no security server serves {exchange.call.service}", origin=Origin.CONSUMER_SS
+            )
+        server = servers[self.exchanges % len(servers)]
+        time_left = exchange.time_left
+        if time_left is None:
+            time_left = (exchange.service.default_deadline_ms or 5000) / 1000
+        return await send(Endpoint(server.id, server.address), 1, time_left)
 
     def _resolve(
         self,

@@ -52,7 +52,13 @@ from security_server.consumer import ConsumerSide
 from security_server.metrics import SsMetrics
 from security_server.provider import ProviderSide
 from security_server.records import RecordFactory
-from security_server.resilience import Endpoint, ExchangeGuard, LoadShedder, settings_of_view
+from security_server.resilience import (
+    BulkheadConfig,
+    Endpoint,
+    ExchangeGuard,
+    LoadShedder,
+    settings_of_view,
+)
 
 __all__ = ["SecurityServer", "serve"]
 
@@ -103,7 +109,12 @@ class SecurityServer:
         )
         self._adapter_channels = ChannelPool()
         self.guard = ExchangeGuard(metrics=self.registry, channel_factory=self._endpoint_channel)
-        self.shedder = LoadShedder()
+        # With resilience off the provider sheds nothing either (limits beyond reach).
+        self.shedder = (
+            LoadShedder()
+            if config.resilience
+            else LoadShedder(BulkheadConfig(1_000_000, 1_000_000))
+        )
         self.consent = ConsentVerifier(staleness_ms=int(config.consent_staleness_s * 1000))
         self._follower: RevocationFeedFollower | None = None
         self._consent_address = ""
@@ -126,7 +137,9 @@ class SecurityServer:
         return grpc_source(source.removeprefix("grpcs://"), self._ca_pem)
 
     def _endpoint_channel(self, endpoint: Endpoint) -> grpc.aio.Channel:
-        return self._channels.get(endpoint.address)
+        # Health checks own their channels (they close one that failed); exchanges keep
+        # the pooled ones.
+        return self._channels.fresh(endpoint.address)
 
     def _conf_changed(self, view: GlobalConfView) -> None:
         """A new configuration is in force: bring guards, shedding and the feed in step."""
@@ -135,7 +148,8 @@ class SecurityServer:
         try:
             settings = settings_of_view(view)
             self.guard.apply(settings)
-            self.shedder.configure({sid: s.provider for sid, s in settings.items()})
+            if self.config.resilience:
+                self.shedder.configure({sid: s.provider for sid, s in settings.items()})
         except GovbusError as exc:
             # The configuration itself stays in force; the previous settings stay too.
             log.error("resilience settings of conf v%d refused: %s", view.version, exc)
@@ -185,7 +199,7 @@ class SecurityServer:
             log=self._log,
             records=RecordFactory(config.server_id, audit_pb2.SIDE_CONSUMER, pseudonymizer),
             channels=self._channels,
-            guard=self.guard,
+            guard=self.guard if config.resilience else None,
             metrics=self.metrics,
             tracing=self.tracing,
         )
