@@ -33,6 +33,32 @@ class ChannelPool:
     def __init__(self, credentials: grpc.ChannelCredentials | None = None) -> None:
         self._credentials = credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._methods: dict[tuple[str, str, bool], Any] = {}
+
+    def method(
+        self,
+        address: str,
+        path: str,
+        *,
+        streaming: bool = False,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+    ) -> Any:
+        """The (cached) multi-callable for `path` on the pooled channel to `address`."""
+        key = (address, path, streaming)
+        found = self._methods.get(key)
+        if found is None:
+            channel = self.get(address)
+            make = channel.unary_stream if streaming else channel.unary_unary
+            found = make(
+                path,
+                request_serializer=request_serializer,
+                response_deserializer=response_deserializer,
+            )
+            if len(self._methods) > 10_000:
+                self._methods.clear()
+            self._methods[key] = found
+        return found
 
     def get(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -47,6 +73,7 @@ class ChannelPool:
         return grpc.aio.secure_channel(address, self._credentials, options=_CHANNEL_OPTIONS)
 
     async def close(self) -> None:
+        self._methods.clear()
         channels, self._channels = self._channels, {}
         for channel in channels.values():
             await channel.close()

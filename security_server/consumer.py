@@ -335,7 +335,8 @@ class ConsumerSide:
     ) -> Opened:
         """One attempt at one provider server (called by the guard)."""
         signed, logged = self._sign_and_log(exchange, endpoint, attempt, time_left)
-        stub = self._channels.get(endpoint.address).unary_unary(
+        stub = self._channels.method(
+            endpoint.address,
             _UNARY,
             request_serializer=envelope_pb2.SignedMessage.SerializeToString,
             response_deserializer=envelope_pb2.SignedMessage.FromString,
@@ -361,8 +362,10 @@ class ConsumerSide:
         self, exchange: _Exchange, endpoint: Endpoint, attempt: int, time_left: float
     ) -> tuple[Any, Opened]:
         signed, logged = self._sign_and_log(exchange, endpoint, attempt, time_left)
-        call = self._channels.get(endpoint.address).unary_stream(
+        call = self._channels.method(
+            endpoint.address,
             _STREAM,
+            streaming=True,
             request_serializer=envelope_pb2.SignedMessage.SerializeToString,
             response_deserializer=envelope_pb2.SignedMessage.FromString,
         )(signed, timeout=time_left)

@@ -157,9 +157,7 @@ class ProviderSide:
 
     async def _forward_unary(self, accepted: _Accepted) -> envelope_pb2.SignedMessage:
         header = accepted.opened.header
-        call = self._adapter_channels.get(self._adapter_of(header.service)).unary_unary(
-            header.method
-        )
+        call = self._adapter_channels.method(self._adapter_of(header.service), header.method)
         upstream = time.perf_counter_ns()
         answer = envelope_pb2.Header(kind=envelope_pb2.RESPONSE)
         body = b""
@@ -207,8 +205,8 @@ class ProviderSide:
         self, accepted: _Accepted
     ) -> AsyncIterator[envelope_pb2.SignedMessage]:
         header = accepted.opened.header
-        call = self._adapter_channels.get(self._adapter_of(header.service)).unary_stream(
-            header.method
+        call = self._adapter_channels.method(
+            self._adapter_of(header.service), header.method, streaming=True
         )
         sequence = 0
         end = envelope_pb2.Header(kind=envelope_pb2.STREAM_END)

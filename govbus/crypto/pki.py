@@ -29,7 +29,7 @@ import ipaddress
 import json
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -99,9 +99,14 @@ class Identity:
     fingerprint: bytes
     not_after: dt.datetime
     public_key: PublicKey
+    _verifier: PublicKeyVerifier = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Built once: identities are cached per certificate on the exchange path.
+        object.__setattr__(self, "_verifier", PublicKeyVerifier(self.public_key, self.fingerprint))
 
     def verifier(self) -> PublicKeyVerifier:
-        return PublicKeyVerifier(self.public_key, self.fingerprint)
+        return self._verifier
 
 
 @dataclass(frozen=True, slots=True)
