@@ -7,6 +7,14 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
 .PHONY: install demo up test lint format proto bench clean
 
+# NO_INSTALL=1 uses .venv as it is (e.g. a test that runs make in a scratch copy
+# sharing this checkout's .venv must never reinstall it from the copy).
+ifeq ($(NO_INSTALL),1)
+INSTALL :=
+else
+INSTALL := $(STAMP)
+endif
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
@@ -15,29 +23,29 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(INSTALL)
 	$(PY) -m service_centre.demo
 
-up: $(STAMP)
+up: $(INSTALL)
 	$(VENV)/bin/govbus up
 
-proto: $(STAMP)
+proto: $(INSTALL)
 	$(PY) -m govbus.protogen
 
-lint: $(STAMP)
+lint: $(INSTALL)
 	$(PY) -m govbus.protogen --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-format: $(STAMP)
+format: $(INSTALL)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 test: lint
 	$(VENV)/bin/pytest -m "not slow"
 
-bench: $(STAMP)
+bench: $(INSTALL)
 	$(PY) -m loadtest.bench
 
 clean:
