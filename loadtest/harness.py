@@ -1,9 +1,14 @@
 """A bus on localhost for end-to-end tests and benchmarks: CA, global
-configuration, security servers and adapters as real processes.
+configuration, security servers, adapters and the consent service as real
+processes.
 
 The global configuration is signed with a real registry key and distributed as
 a file (one of the sources a security server accepts), so these tests exercise
 the security servers without a registry process; the registry's own tests run it.
+The consent service (`govbus consent serve`) signs with a consent-role key of the
+bus CA, serves TLS with a server-role certificate, follows the same configuration
+file, and is named in it (`consent_service_address`), so every security server
+follows its revocation feed. It is stopped or killed only by its own pid.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from pathlib import Path
 import grpc
 from google.protobuf import timestamp_pb2
 
-from govbus.crypto.keys import atomic_write, save_private_key
+from consent.client import ConsentClient, consent_channel
+from govbus.crypto.keys import atomic_write, private_key_pem, save_private_key
 from govbus.crypto.pki import (
     CertificateAuthority,
     IssuedKey,
@@ -28,7 +34,7 @@ from govbus.globalconf import sign_global_conf
 from govbus.pb.govbus.v1 import globalconf_pb2, security_server_pb2, security_server_pb2_grpc
 from govbus.process import GovbusProcess
 
-__all__ = ["DIAG_METHODS", "PASSPHRASE", "Bus", "Server"]
+__all__ = ["DIAG_METHODS", "PASSPHRASE", "Bus", "ConsentServiceProcess", "Server"]
 
 PASSPHRASE = b"local-bus-passphrase"
 
@@ -55,6 +61,43 @@ class Server:
         return f"127.0.0.1:{self.process.info['consumer']}"
 
 
+@dataclass
+class ConsentServiceProcess:
+    """The consent service of a bus: its keys, state folder and current process."""
+
+    folder: Path
+    signing: IssuedKey  # role consent: signs artefacts, feed pages, citizen tokens
+    tls: IssuedKey  # role server: its TLS ports, and its client identity towards providers
+    process: GovbusProcess | None = None
+    port: int = 0
+    operator_port: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def operator_address(self) -> str:
+        return f"127.0.0.1:{self.operator_port}"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.folder / "state"
+
+    @property
+    def outbox(self) -> Path:
+        """The SMS outbox: the citizens' phones, for reading one-time codes."""
+        return self.state_dir / "sms-outbox.jsonl"
+
+    @property
+    def running(self) -> bool:
+        return (
+            self.process is not None
+            and self.process.proc is not None
+            and self.process.proc.poll() is None
+        )
+
+
 class Bus:
     def __init__(self, root: Path, *, conf_ttl: float = 600.0, poll_s: float = 0.2) -> None:
         self.root = root
@@ -67,6 +110,9 @@ class Bus:
         self.poll_s = poll_s
         self.servers: dict[str, Server] = {}
         self.processes: list[GovbusProcess] = []
+        self.consent: ConsentServiceProcess | None = None
+        self._operator: IssuedKey | None = None
+        self._citizens: dict[str, IssuedKey] = {}
 
     # --- the configuration -----------------------------------------------------------
 
@@ -103,14 +149,23 @@ class Bus:
         max_bytes: int = 1 << 20,
         deadline_ms: int = 5000,
         idempotent: tuple[str, ...] = (),
+        consent_policy: globalconf_pb2.ConsentPolicy | None = None,
+        stale_feed_mode: globalconf_pb2.StaleFeedMode = globalconf_pb2.STALE_FEED_MODE_UNSPECIFIED,
     ) -> globalconf_pb2.Service:
+        """Publish a service; personal data needs a consent unless `consent_policy` says
+        otherwise (e.g. CONSENT_OR_LEGAL_BASIS)."""
+        if consent_policy is None:
+            consent_policy = (
+                globalconf_pb2.CONSENT_REQUIRED
+                if personal_data
+                else globalconf_pb2.CONSENT_NOT_REQUIRED
+            )
         service = self.conf.services.add(
             id=service_id,
             grpc_service=grpc_service,
             personal_data=personal_data,
-            consent_policy=globalconf_pb2.CONSENT_REQUIRED
-            if personal_data
-            else globalconf_pb2.CONSENT_NOT_REQUIRED,
+            consent_policy=consent_policy,
+            stale_feed_mode=stale_feed_mode,
             default_deadline_ms=deadline_ms,
             max_message_bytes=max_bytes,
             servers=servers,
@@ -124,6 +179,30 @@ class Bus:
     def grant(self, client: str, service_id: str) -> None:
         self.conf.access_rights.add(client=client, service=service_id)
 
+    def legal_basis(
+        self,
+        basis_id: str,
+        client: str,
+        service_id: str,
+        law_reference: str,
+        *,
+        valid_from: float | None = None,
+        valid_until: float | None = None,
+        hidden_until: float | None = None,
+    ) -> globalconf_pb2.LegalBasis:
+        """Register a legal basis (times in unix seconds; None = unbounded / never hidden)."""
+        basis = self.conf.legal_bases.add(
+            id=basis_id, client=client, service=service_id, law_reference=law_reference
+        )
+        for name, value in (
+            ("valid_from", valid_from),
+            ("valid_until", valid_until),
+            ("hidden_until", hidden_until),
+        ):
+            if value is not None:
+                getattr(basis, name).CopyFrom(_timestamp(value))
+        return basis
+
     def revoke_certificate(self, serial: int) -> None:
         self.conf.revoked.add(serial=serial.to_bytes((serial.bit_length() + 7) // 8, "big"))
 
@@ -131,8 +210,8 @@ class Bus:
         """Sign and publish the next version; returns it."""
         now = time.time()
         self.conf.version += 1
-        self.conf.generated_at.CopyFrom(timestamp_pb2.Timestamp(seconds=int(now)))
-        self.conf.expires_at.CopyFrom(timestamp_pb2.Timestamp(seconds=int(now + self.conf_ttl)))
+        self.conf.generated_at.CopyFrom(_timestamp(int(now)))
+        self.conf.expires_at.CopyFrom(_timestamp(int(now + self.conf_ttl)))
         raw = sign_global_conf(
             self.conf, self.registry_key.signer(), certificate_der(self.registry_key.certificate)
         )
@@ -146,8 +225,14 @@ class Bus:
         self.processes.append(process)
         return f"127.0.0.1:{process.info['port']}"
 
-    def start_server(self, server_id: str, *, extra: str = "") -> Server:
+    def start_server(
+        self, server_id: str, *, extra: str = "", consent_staleness_s: float | None = None
+    ) -> Server:
+        """Start a security server; `consent_staleness_s` bounds how old its copy of the
+        consent revocation feed may be before a service's stale-feed mode applies."""
         server = self.servers[server_id]
+        if consent_staleness_s is not None:
+            extra = f"{extra}\n[consent]\nstaleness_s = {float(consent_staleness_s)}\n"
         adapters = "\n".join(
             f'"{service}" = "{address}"' for service, address in server.adapters.items()
         )
@@ -218,7 +303,140 @@ freshness_s = 30
                         )
                     await asyncio.sleep(0.05)
 
+    def status(self, server_id: str) -> security_server_pb2.StatusReply:
+        """A running security server's own status (conf version, consent feed age, …)."""
+        return asyncio.run(self.status_async(server_id))
+
+    async def status_async(self, server_id: str) -> security_server_pb2.StatusReply:
+        async with grpc.aio.insecure_channel(self.servers[server_id].consumer_address) as channel:
+            stub = security_server_pb2_grpc.SecurityServerAdminStub(channel)
+            reply: security_server_pb2.StatusReply = await stub.Status(
+                security_server_pb2.StatusRequest(), timeout=5
+            )
+            return reply
+
+    def wait_for_feed(
+        self, server_ids: list[str], *, after_ms: int = 0, timeout: float = 20.0
+    ) -> None:
+        """Block until each security server holds a consent revocation feed snapshot
+        taken after `after_ms` (unix ms; 0 = any snapshot at all).
+
+        A snapshot's time is when the poll that reached the feed's head started, so
+        one taken after a revocation was committed holds that revocation.
+        """
+        end = time.monotonic() + timeout
+        for server_id in server_ids:
+            while True:
+                asked_ms = int(time.time() * 1000)
+                age = self.status(server_id).consent_feed_age_ms
+                # The server read its clock after `asked_ms`: its snapshot is at least this new.
+                if age >= 0 and asked_ms - age > after_ms:
+                    break
+                if time.monotonic() > end:
+                    raise TimeoutError(
+                        f"{server_id} has no consent feed snapshot newer than {after_ms} "
+                        f"(feed age {age} ms)"
+                    )
+                time.sleep(0.05)
+
+    # --- the consent service -----------------------------------------------------------
+
+    def start_consent_service(self) -> ConsentServiceProcess:
+        """Start `govbus consent serve` and name it in the configuration (write it next).
+
+        The first start issues its keys and takes free ports; a later start (after
+        `kill_consent_service`) runs on the same state, keys and ports.
+        """
+        consent = self.consent
+        if consent is None:
+            folder = self.root / "consent"
+            folder.mkdir(parents=True)
+            consent = ConsentServiceProcess(
+                folder,
+                self.ca.issue_key(Role.CONSENT, "consent-service"),
+                self.ca.issue_key(
+                    Role.SERVER, "consent-service", hosts=["localhost", "127.0.0.1", "::1"]
+                ),
+            )
+            for name, issued in (("signing", consent.signing), ("tls", consent.tls)):
+                save_private_key(folder / f"{name}.key.pem", issued.key, PASSPHRASE)
+                atomic_write(folder / f"{name}.cert.pem", certificate_pem(issued.certificate))
+            self.consent = consent
+        elif consent.running:
+            raise RuntimeError("the consent service is already running")
+        folder = consent.folder
+        process = GovbusProcess(
+            "consent",
+            "serve",
+            "--state-dir",
+            str(consent.state_dir),
+            "--ca",
+            str(self.ca.directory / "ca.cert.pem"),
+            "--signing-key",
+            str(folder / "signing.key.pem"),
+            "--signing-cert",
+            str(folder / "signing.cert.pem"),
+            "--tls-key",
+            str(folder / "tls.key.pem"),
+            "--tls-cert",
+            str(folder / "tls.cert.pem"),
+            "--port",
+            str(consent.port),
+            "--operator-port",
+            str(consent.operator_port),
+            "--globalconf",
+            str(self.conf_path),
+            env={"GOVBUS_KEY_PASSPHRASE": PASSPHRASE.decode()},
+        ).start()
+        self.processes.append(process)
+        consent.process = process
+        consent.port, consent.operator_port = process.info["port"], process.info["operator_port"]
+        self.conf.consent_service_address = consent.address
+        self.conf.consent_service_certificate = certificate_der(consent.signing.certificate)
+        return consent
+
+    def kill_consent_service(self) -> None:
+        """SIGKILL the consent service (by its own pid): no chance to finish anything."""
+        if self.consent is None or self.consent.process is None:
+            raise RuntimeError("no consent service was started")
+        self.consent.process.kill()
+
+    @property
+    def operator(self) -> IssuedKey:
+        """A service-centre operator's key (role operator, mutual TLS)."""
+        if self._operator is None:
+            self._operator = self.ca.issue_key(Role.OPERATOR, "operator-001")
+        return self._operator
+
+    def citizen(self, iin: str) -> IssuedKey:
+        """The citizen's own EDS key (role citizen, certificate name = IIN)."""
+        if iin not in self._citizens:
+            self._citizens[iin] = self.ca.issue_key(Role.CITIZEN, iin)
+        return self._citizens[iin]
+
+    def consent_client(self, *, operator: bool = False) -> ConsentClient:
+        """A client of the consent service: the public port, or with `operator` the
+        operator port over mutual TLS with the operator's key."""
+        if self.consent is None:
+            raise RuntimeError("no consent service was started")
+        ca_pem = certificate_pem(self.ca.certificate)
+        if not operator:
+            return ConsentClient(consent_channel(self.consent.address, ca_pem))
+        return ConsentClient(
+            consent_channel(
+                self.consent.operator_address,
+                ca_pem,
+                client_key_pem=private_key_pem(self.operator.key),
+                client_cert_pem=certificate_pem(self.operator.certificate),
+            )
+        )
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.close()
         self.processes.clear()
+
+
+def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    whole = int(seconds // 1)
+    return timestamp_pb2.Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))

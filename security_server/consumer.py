@@ -497,6 +497,7 @@ class ConsumerSide:
             error_origin=error.origin.value,
             status_code=error.status.value[0],
             reason=error.message,
+            initiator=call.initiator,
             peer_server=exchange.server,
             request_hash=exchange.request_hash,
             phase=audit_pb2.PHASE_RESPONSE,
@@ -544,6 +545,8 @@ class ConsumerSide:
                 error_origin=error.origin.value,
                 status_code=error.status.value[0],
                 reason=error.message,
+                # Only once the metadata was validated: the raw value is untrusted text.
+                initiator=exchange.call.initiator if exchange is not None else "",
                 duration_us=(time.perf_counter_ns() - started) // 1000 if started else 0,
             )
             try:

@@ -516,6 +516,7 @@ class ProviderSide:
             error_origin=error.origin.value,
             status_code=error.status.value[0],
             reason=error.message,
+            initiator=header.initiator,
             peer_server=peer,
             request_hash=opened.message_hash if opened is not None else b"",
             signature=opened.signed.signature if opened is not None else None,
