@@ -190,6 +190,7 @@ class ConsentVerifier:
                 reason=exc.message,
                 consent_id=trace.consent_id,
                 legal_basis_id=facts.legal_basis_id,
+                hidden_until_ms=_hidden_until(view, facts.legal_basis_id),
                 feed_age_ms=trace.feed_age_ms,
                 error=exc,
             )
@@ -248,14 +249,13 @@ class ConsentVerifier:
             raise LegalBasisInvalid(f"legal basis {basis_id} is not valid yet")
         if basis.HasField("valid_until") and now_ms >= _ts_ms(basis.valid_until):
             raise LegalBasisInvalid(f"legal basis {basis_id} has expired")
-        hidden = _ts_ms(basis.hidden_until) if basis.HasField("hidden_until") else 0
         return ConsentDecision(
             allowed=True,
             justification=_LEGAL,
             reason=f"legal basis {basis_id} ({basis.law_reference})",
             legal_basis_id=basis_id,
             law_reference=basis.law_reference,
-            hidden_until_ms=hidden,
+            hidden_until_ms=_hidden_until(view, basis_id),
         )
 
     def _consent(
@@ -396,3 +396,13 @@ def _scope_fields(consent: ParsedConsent, facts: ExchangeFacts) -> tuple[str, ..
 
 def _masked(subject: str) -> str:
     return Iin(subject).masked() if Iin.is_valid(subject) else "(an invalid IIN)"
+
+
+def _hidden_until(view: GlobalConfView, basis_id: str) -> int:
+    """When a cited legal basis is hidden from the citizen until a date, so is every
+    record that cites it — a refused attempt included, or the history would reveal
+    that a hidden basis exists."""
+    basis = view.legal_basis(basis_id) if basis_id else None
+    if basis is None or not basis.HasField("hidden_until"):
+        return 0
+    return _ts_ms(basis.hidden_until)

@@ -177,6 +177,7 @@ class RecordFactory:
             consent_id=justified.consent_id,
             legal_basis_id=justified.legal_basis_id,
             law_reference=justified.law_reference,
+            hidden_until_ms=justified.hidden_until_ms,
             decision=audit_pb2.DECISION_DENIED,
             decision_reason=reason[:1000],
             status_code=status_code,

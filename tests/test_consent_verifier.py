@@ -268,6 +268,17 @@ def test_legal_basis_for_another_consumer(world: World, view: GlobalConfView) ->
     assert decision.legal_basis_id == "lb-valid"  # logged with the basis it cited
 
 
+def test_refusal_citing_a_hidden_legal_basis_is_hidden_too(
+    world: World, view: GlobalConfView
+) -> None:
+    # Regression: a refused attempt that cites a hidden basis was shown to the citizen,
+    # revealing that the hidden basis exists before its date.
+    request = legal(world, "lb-valid", client=OTHER_CLIENT)
+    decision = ConsentVerifier().decide(view, request, fresh(world))
+    assert not decision.allowed
+    assert decision.hidden_until_ms == world.now_ms + 30 * DAY_MS
+
+
 def test_legal_basis_for_another_service(world: World, view: GlobalConfView) -> None:
     # lb-person is registered for S_PERSON, cited here for S_CASES
     v = ConsentVerifier()

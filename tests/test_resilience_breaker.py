@@ -14,6 +14,7 @@ from govbus.errors import (
     ConfigInvalid,
     ConsentRequired,
     ConsentRevoked,
+    ConsentStatusStale,
     DeadlineExceeded,
     FailedPrecondition,
     GlobalConfExpired,
@@ -256,6 +257,9 @@ ANSWERS = [
     AccessDenied("not allowed", origin=Origin.PROVIDER_SS),
     ConsentRequired("no consent"),
     ConsentRevoked("revoked"),
+    # Regression: a stale consent feed travels as UNAVAILABLE, yet it is a refusal
+    # about consent, not a registry failure, and must never open the breaker.
+    ConsentStatusStale("feed older than the bound", origin=Origin.PROVIDER_SS),
     FailedPrecondition("already registered"),
     AlreadyExists("exists"),
     _grpc_error(grpc.StatusCode.NOT_FOUND),

@@ -67,6 +67,22 @@ DEFAULT_FAILURE_CODES: Final = frozenset(
 )
 
 _STATUS_NAMES: Final = frozenset(code.name for code in grpc.StatusCode) - {"OK"}
+#: Refusals that answer the question "may this client have this data": never a
+#: registry failure, whatever gRPC status carries them (a stale consent feed is
+#: UNAVAILABLE, yet the registry itself is fine).
+_REFUSAL_ANSWERS: Final = frozenset(
+    {
+        "ACCESS_DENIED",
+        "CONSENT_REQUIRED",
+        "CONSENT_REVOKED",
+        "CONSENT_EXPIRED",
+        "CONSENT_NOT_YET_VALID",
+        "CONSENT_SCOPE",
+        "CONSENT_INVALID",
+        "CONSENT_STATUS_STALE",
+        "LEGAL_BASIS_INVALID",
+    }
+)
 _LOCAL_ORIGINS: Final = frozenset({Origin.CLIENT, Origin.CONSUMER_SS})
 
 #: Trailing metadata key of gRPC server pushback (A6): milliseconds, or negative = don't retry.
@@ -146,6 +162,8 @@ class OutcomePolicy:
             return Outcome.FAILURE
         if error.origin in _LOCAL_ORIGINS:
             return Outcome.IGNORED  # our side (or the caller) failed, not the registry
+        if error.code in _REFUSAL_ANSWERS:
+            return Outcome.SUCCESS
         if error.status.name in self.failure_codes:
             return Outcome.FAILURE
         return Outcome.SUCCESS
