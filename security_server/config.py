@@ -31,6 +31,8 @@ Example:
     data_key = "data.key"
     store_bodies = false
     checkpoint_interval_s = 10
+    witness = true                            # submit checkpoints to the registry's witness;
+                                              # default: when the global conf names a registry
 
     [exchange]
     freshness_s = 60
@@ -100,6 +102,8 @@ class SsConfig:
     consent_staleness_s: float
     traces_file: Path | None = None
     adapters: dict[str, str] = field(default_factory=dict)
+    # [audit] witness: as configured, or None = when the global configuration names a registry.
+    witness: bool | None = None
 
     @classmethod
     def load(cls, path: Path) -> SsConfig:
@@ -147,6 +151,9 @@ class SsConfig:
             raise ConfigInvalid("globalconf.source must be grpcs://host:port or file:/path")
         passphrase = _get(keys, "passphrase_file", str, "", "keys")
         audit_url = _get(audit, "url", str, "", "audit") or f"sqlite:///{state_dir / 'audit.db'}"
+        witness = audit.get("witness")
+        if witness is not None and not isinstance(witness, bool):
+            raise ConfigInvalid(f"audit.witness must be true or false, got {witness!r}")
         return cls(
             server_id=str(server),
             member_id=str(server.member),
@@ -172,4 +179,5 @@ class SsConfig:
             consent_staleness_s=_get(consent, "staleness_s", float, 5.0, "consent"),
             traces_file=rel(traces) if traces else None,
             adapters=adapters,
+            witness=witness,
         )
