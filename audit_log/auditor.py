@@ -134,7 +134,8 @@ def verify_store(
     progress: Progress | None = None,
 ) -> VerifyReport:
     """Verify the whole log against its signed checkpoints (and `checkpoint`, a signed
-    note the auditor holds). Raises `AuditLogCorrupt` saying where it first fails."""
+    note the auditor holds, which must then be cosigned by one of `witnesses` if any are
+    given). Raises `AuditLogCorrupt` saying where it first fails."""
     keys = [log_keys] if isinstance(log_keys, NoteKey) else list(log_keys)
     verifier = _StoreVerifier(store, keys, check_nodes=check_nodes, parse=parse)
     verifier.add_targets(checkpoint, witnesses)
@@ -162,6 +163,11 @@ class _StoreVerifier:
         if checkpoint is None:
             return
         external, _, names = verify_checkpoint(checkpoint, self.keys[0], witnesses)
+        if witnesses and not names:
+            raise SignatureInvalid(
+                f"the checkpoint at size {external.size} carries no cosignature from "
+                f"{', '.join(w.name for w in witnesses)}: the witness never accepted it"
+            )
         self.external, self.cosigned = external, tuple(names)
         known = self.targets.get(external.size)
         if known is not None and known.root != external.root:

@@ -1,12 +1,13 @@
 """`govbus audit …`: the auditor's commands over a copy of a security server's log.
 
-verify, prove, consistency, who-accessed, export, verify-bundle, checkpoint and
-keygen. They open the store named by `--store` (a SQLite path or URL, or a
-PostgreSQL URL) and trust only the certificates the auditor passes in
+verify, prove, consistency, who-accessed, export, verify-bundle, checkpoint,
+witnessed and keygen. They open the store named by `--store` (a SQLite path or
+URL, or a PostgreSQL URL) and trust only the certificates the auditor passes in
 (`--cert`, `--ca`); without `--cert` the log's own copy of its certificate is
 used and the output says that this proves internal consistency only.
 
-Depends on `govbus` and `audit_log` only: no server needs to run.
+Depends on `govbus` and `audit_log` only: no server needs to run, except for
+`witnessed`, which asks the registry's witness what it co-signed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from audit_log import auditor, merkle
+from audit_log.bus_witness import WITNESS_NAME
 from audit_log.hashing import leaf_hash
 from audit_log.keys import Pseudonymizer, RecordCipher, generate_key_file, load_key_file
 from audit_log.log import META_LOG_CERTIFICATE, META_ORIGIN
@@ -34,7 +36,7 @@ from audit_log.records import parse_leaf
 from audit_log.store import LogStore, open_store
 from govbus.crypto.keys import PublicKeyVerifier
 from govbus.crypto.pki import Role, TrustAnchor, load_certificate
-from govbus.errors import ConfigInvalid, InvalidRequest, NotFound
+from govbus.errors import ConfigInvalid, InvalidRequest, NotFound, SignatureInvalid
 
 __all__ = ["register"]
 
@@ -124,6 +126,25 @@ def _checkpoint(store: LogStore, key: NoteKey, path: Path | None) -> tuple[Check
     return checkpoint, note
 
 
+def _newest_cosigned(store: LogStore, key: NoteKey, witnesses: list[NoteKey]) -> str:
+    """The newest stored checkpoint with a valid cosignature from one of `witnesses`."""
+    for stored in reversed(store.checkpoints()):
+        lines = "".join(c.line for c in store.cosignatures(stored.size))
+        if not lines:
+            continue
+        try:
+            _, _, names = verify_checkpoint(stored.note + lines, key, witnesses)
+        except SignatureInvalid:
+            continue  # another key's lines, or damaged ones: an older checkpoint may still do
+        if names:
+            return stored.note + lines
+    raise NotFound(
+        f"no checkpoint of log {key.name} carries a cosignature from "
+        f"{', '.join(w.name for w in witnesses)}: pass one you hold with --checkpoint "
+        "(e.g. from `govbus audit witnessed`), or check that the server reaches the registry"
+    )
+
+
 @audit.command("verify")
 def verify(
     store_url: StoreOpt,
@@ -133,7 +154,9 @@ def verify(
     witness_cert: Annotated[
         Path | None, typer.Option(help="the witness's (registry's) certificate, to check cosigns")
     ] = None,
-    witness_name: Annotated[str, typer.Option(help="the witness's key name")] = "",
+    witness_name: Annotated[
+        str, typer.Option(help="the witness's key name (the bus registry's by default)")
+    ] = WITNESS_NAME,
     full: Annotated[bool, typer.Option("--full", help="also parse every record")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:
@@ -147,7 +170,12 @@ def verify(
                 raise ConfigInvalid("--witness-cert needs --witness-name")
             public = load_certificate(witness_cert).public_key()
             witnesses.append(NoteKey(witness_name, public, cosigner=True))  # type: ignore[arg-type]
-        note = _read_text(checkpoint) if checkpoint is not None else None
+        if checkpoint is not None:
+            note: str | None = _read_text(checkpoint)
+        elif witnesses:
+            note = _newest_cosigned(store, key, witnesses)
+        else:
+            note = None
         started = time.perf_counter()
         with Progress(
             TextColumn("verifying"),
@@ -179,7 +207,17 @@ def verify(
             f"(key ID {key.key_id.hex()}); {result.checkpoints_checked} checkpoint(s) reproduced"
         )
     if result.cosigned_by:
-        console.print(f"  cosigned by {', '.join(result.cosigned_by)}")
+        witnessed = result.checkpoint.size if result.checkpoint is not None else 0
+        if checkpoint is None and note is not None:
+            witnessed = Checkpoint.parse_text(parse_note(note).text).size
+        console.print(
+            f"  cosigned by {', '.join(result.cosigned_by)} at size {witnessed:,}"
+            + (
+                f" ([yellow]{result.records - witnessed:,} later record(s) not yet witnessed[/])"
+                if result.records > witnessed
+                else ""
+            )
+        )
     if result.uncovered:
         console.print(
             f"  [yellow]{result.uncovered:,} record(s) after the newest checkpoint are not yet "
@@ -444,6 +482,53 @@ def checkpoint_cmd(
     finally:
         store.close()
     print(latest.note + lines, end="")
+
+
+@audit.command("witnessed")
+def witnessed(
+    registry: Annotated[str, typer.Option(help="the registry's public address (host:port)")],
+    ca: Annotated[Path, typer.Option("--ca", help="CA certificate of the registry's TLS")],
+    origin: Annotated[str, typer.Option(help="the log's origin: govbus/<server id>")] = "",
+    store_url: Annotated[
+        str | None, typer.Option("--store", help="take the origin from this log's store")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="write the checkpoint here")] = None,
+) -> None:
+    """Fetch the newest checkpoint the registry's witness co-signed for a log: the history
+    the log has committed to. `verify --checkpoint` it against a copy of the log."""
+    import asyncio
+
+    import grpc
+
+    from audit_log.witness import get_witnessed
+    from govbus.crypto.keys import atomic_write
+
+    if store_url is not None:
+        store = _open(store_url)
+        try:
+            origin = origin or _origin(store)
+        finally:
+            store.close()
+    if not origin:
+        raise ConfigInvalid("name the log with --origin govbus/<server id> or --store")
+    try:
+        ca_pem = ca.read_bytes()
+    except OSError as exc:
+        raise ConfigInvalid(f"cannot read {ca}: {exc.strerror}") from None
+
+    async def fetch() -> str:
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+        async with grpc.aio.secure_channel(registry, credentials) as channel:
+            return await get_witnessed(channel, origin)
+
+    note = asyncio.run(fetch())
+    if not note:
+        raise NotFound(f"the witness has co-signed no checkpoint of log {origin!r} yet")
+    if out is not None:
+        atomic_write(out, note.encode())
+        err.print(f"witnessed checkpoint of {origin} written to {out}")
+    else:
+        print(note, end="")
 
 
 @audit.command("keygen")

@@ -19,7 +19,8 @@ Checkpoints are C2SP signed notes signed with the security server's member
 signing key; the log never signs two inconsistent checkpoints because it only
 ever signs its own committed, append-only tree. `start_checkpointing` issues one
 on an interval and submits it to the registry's witness with a consistency
-proof.
+proof; `witness_status` says how far the witness has co-signed and why the last
+submission failed, and `stop_checkpointing` lets the host switch witness.
 
 Records are never logged, printed or kept in memory beyond the pending queue.
 """
@@ -30,6 +31,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -79,7 +81,7 @@ from govbus.pb.govbus.v1 import audit_pb2
 if TYPE_CHECKING:
     from audit_log.witness import WitnessTarget
 
-__all__ = ["AuditLog", "LoggedRecord", "SignedCheckpoint", "open_log"]
+__all__ = ["AuditLog", "LoggedRecord", "SignedCheckpoint", "WitnessStatus", "open_log"]
 
 log = logging.getLogger("govbus.audit_log")
 
@@ -89,6 +91,7 @@ META_DATA_KEY_CHECK = "data_key_check"
 META_LOG_KEY = "log_key:"  # + hex key ID → DER SubjectPublicKeyInfo
 META_LOG_CERTIFICATE = "log_certificate:"  # + hex key ID → DER certificate
 DEFAULT_MAX_BATCH = 4096
+_REPEAT_EVERY = 60.0  # seconds between two log lines about the same checkpoint failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,16 @@ class SignedCheckpoint:
     def text(self) -> str:
         """The signed note text (origin, size, root lines)."""
         return parse_note(self.note).text
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessStatus:
+    """Where the witness stands on this log, as this process has seen it."""
+
+    witnessed_size: int | None = None  # size of the last checkpoint the witness co-signed
+    cosigned_at_ms: int = 0  # when that cosignature arrived (0: not in this process)
+    last_error: GovbusError | None = None  # why the latest submission failed; None after success
+    failures: tuple[tuple[str, int], ...] = ()  # (error code, count) of failed submissions
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +208,8 @@ class AuditLog:
         self._closed = False
         self._known_certificates: set[bytes] = set()
         self._witnessed_size: int | None = None
+        self._witness_status = WitnessStatus()
+        self._reported = ("", 0.0)  # the failure logged last, and when (monotonic)
         self._checkpointing: asyncio.Task[None] | None = None
         self._stop_checkpointing = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -220,6 +235,10 @@ class AuditLog:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def witness_status(self) -> WitnessStatus:
+        return self._witness_status
 
     # --- appends ------------------------------------------------------------------------
 
@@ -387,12 +406,27 @@ class AuditLog:
         and retried on the next tick; the task ends when the log closes."""
         if interval <= 0:
             raise ConfigInvalid("checkpoint interval must be positive")
+        if self._closing:
+            raise AuditLogUnavailable("audit log is closed")
         if self._checkpointing is not None and not self._checkpointing.done():
             raise ConfigInvalid("checkpointing is already running for this log")
         self._checkpointing = self._loop.create_task(
             self._checkpoint_loop(interval, witness, witness_key), name="audit-log-checkpoints"
         )
         return self._checkpointing
+
+    async def stop_checkpointing(self) -> None:
+        """Stop the checkpoint task after its current round (the log stays open), so that
+        it can be started again, e.g. with another witness."""
+        task = self._checkpointing
+        if task is None:
+            return
+        self._stop_checkpointing.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self._checkpointing = None
+        if not self._closing:
+            self._stop_checkpointing.clear()
 
     async def _checkpoint_loop(
         self, interval: float, witness: WitnessTarget | None, witness_key: NoteKey | None
@@ -408,7 +442,36 @@ class AuditLog:
                 elif self._witnessed_size != self.size or self._latest is None:
                     await self.submit_to_witness(witness, witness_key=witness_key)
             except GovbusError as exc:
-                log.warning("audit checkpoint of %s not completed: %s", self.origin, exc)
+                if witness is not None:
+                    self._witness_failed(exc)
+                self._report(exc, witness is not None)
+
+    def _report(self, error: GovbusError, witnessed: bool) -> None:
+        # A failing submission is retried on every tick: say it again once a minute.
+        # Sizes in the message change as the log grows; the failure stays the same.
+        now, what = time.monotonic(), re.sub(r"\d+", "#", str(error))
+        if what == self._reported[0] and now - self._reported[1] < _REPEAT_EVERY:
+            log.debug("audit checkpoint of %s not completed: %s", self.origin, error)
+            return
+        self._reported = (what, now)
+        if witnessed and isinstance(error, ProofInvalid):
+            log.error(
+                "audit checkpoint of %s REFUSED: %s — the witness co-signed another history "
+                "of this log (restored from a backup, forked or rewritten); an operator must "
+                "investigate",
+                self.origin,
+                error,
+            )
+        else:
+            log.warning("audit checkpoint of %s not completed: %s", self.origin, error)
+
+    def _witness_failed(self, error: GovbusError) -> None:
+        status = self._witness_status
+        failures = dict(status.failures)
+        failures[error.code] = failures.get(error.code, 0) + 1
+        self._witness_status = WitnessStatus(
+            status.witnessed_size, status.cosigned_at_ms, error, tuple(sorted(failures.items()))
+        )
 
     async def submit_to_witness(
         self, witness: WitnessTarget, *, witness_key: NoteKey | None = None
@@ -447,6 +510,12 @@ class AuditLog:
             self._executor, self._store_cosignatures, checkpoint, lines
         )
         self._witnessed_size = checkpoint.size
+        if self._witness_status.last_error is not None:
+            log.info("audit checkpoints of %s are co-signed again", self.origin)
+        self._reported = ("", 0.0)
+        self._witness_status = WitnessStatus(
+            checkpoint.size, int(self._clock() * 1000), None, self._witness_status.failures
+        )
         return SignedCheckpoint(
             checkpoint.origin,
             checkpoint.size,

@@ -13,8 +13,11 @@ the last one it co-signed, so a log cannot fork or rewrite its history unseen.
 - `WitnessStore` keeps the latest co-signed checkpoint per origin: SQLite or
   PostgreSQL behind the same interface, plus an append-only history.
 - `WitnessServicer` serves it over grpc.aio (`govbus.v1.WitnessService`); the host
-  (the registry) says which logs it knows. `submit_checkpoint` is the client a
-  security server's log uses.
+  (the registry) says which logs it knows — a fixed mapping, or a callable asked on
+  every request so that the set follows the host's configuration. Refusals are
+  logged (a bad proof at ERROR: a fork or a rewrite shows there first), a repeated
+  one once a minute.
+  `submit_checkpoint` is the client a security server's log uses.
 
 Which logs exist and their keys are the host's business; the witness never trusts a
 key that came with a request.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +61,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_PROOF_HASHES",
+    "SERVICE_NAME",
+    "KnownLogs",
     "SqliteWitnessStore",
     "Witness",
     "WitnessServicer",
@@ -69,8 +75,14 @@ __all__ = [
     "submit_checkpoint",
 ]
 
+log = logging.getLogger("govbus.witness")
+
 MAX_PROOF_HASHES = 63
+_REPEAT_EVERY = 60.0  # seconds between two log lines about the same failure
 SERVICE_NAME = "govbus.v1.WitnessService"
+
+#: The logs a witness knows: origin -> key, or a callable giving the current mapping.
+KnownLogs: TypeAlias = Mapping[str, PublicKey | NoteKey] | Callable[[], Mapping[str, NoteKey]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,28 +258,42 @@ def open_witness_store(url: str) -> WitnessStore:
 
 
 class Witness:
-    """The witness logic. Thread-compatible: call it from one thread at a time."""
+    """The witness logic. Thread-compatible: call it from one thread at a time.
+
+    `logs` is a mapping fixed at construction, or a callable returning the mapping in
+    force (its keys already named for their origins), asked once per request."""
 
     def __init__(
         self,
         name: str,
         signer: Signer,
         public_key: PublicKey,
-        logs: Mapping[str, PublicKey | NoteKey],
+        logs: KnownLogs,
         store: WitnessStore,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._signer = NoteSigner(name, signer, public_key, cosigner=True)
-        self._logs = {
-            origin: key if isinstance(key, NoteKey) else NoteKey(origin, key)
-            for origin, key in logs.items()
-        }
-        for origin, key in self._logs.items():
-            if key.name != origin:
-                raise ConfigInvalid(f"log key for {origin!r} is named {key.name!r}")
+        if callable(logs):
+            self._logs: Callable[[], Mapping[str, NoteKey]] = logs
+        else:
+            fixed = {
+                origin: key if isinstance(key, NoteKey) else NoteKey(origin, key)
+                for origin, key in logs.items()
+            }
+            for origin, key in fixed.items():
+                if key.name != origin:
+                    raise ConfigInvalid(f"log key for {origin!r} is named {key.name!r}")
+            self._logs = lambda: fixed
         self._store = store
         self._clock = clock
+
+    def _log_key(self, origin: str) -> NoteKey:
+        key = self._logs().get(origin)
+        # A key under another name would verify nothing; treat it as unknown.
+        if key is None or key.name != origin:
+            raise NotFound(f"the witness knows no log {origin!r}", origin=Origin.REGISTRY)
+        return key
 
     @property
     def key(self) -> NoteKey:
@@ -275,17 +301,14 @@ class Witness:
         return self._signer.key
 
     def latest(self, origin: str) -> WitnessState | None:
-        if origin not in self._logs:
-            raise NotFound(f"the witness knows no log {origin!r}", origin=Origin.REGISTRY)
+        self._log_key(origin)
         return self._store.latest(origin)
 
     def add_checkpoint(self, old_size: int, proof: Sequence[bytes], checkpoint: str | bytes) -> str:
         """Check and co-sign; returns the cosignature line(s). See the module docstring."""
         note = parse_note(checkpoint)
         origin = note.text.split("\n", 1)[0]
-        key = self._logs.get(origin)
-        if key is None:
-            raise NotFound(f"the witness knows no log {origin!r}", origin=Origin.REGISTRY)
+        key = self._log_key(origin)
         parsed, note, _ = verify_checkpoint(note, key)
         if old_size < 0 or old_size > parsed.size:
             raise InvalidRequest(
@@ -331,9 +354,38 @@ class WitnessServicer(auditlog_pb2_grpc.WitnessServiceServicer):
     """`govbus.v1.WitnessService` over a `Witness`. Store work runs on one thread of its
     own, off the event loop."""
 
-    def __init__(self, witness: Witness) -> None:
+    def __init__(self, witness: Witness, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._witness = witness
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="witness")
+        self._clock = clock
+        self._reported: dict[tuple[str, str], float] = {}
+
+    def _log_refusal(self, checkpoint: str, error: GovbusError) -> None:
+        # The origin comes from the request and is not authenticated yet: quote it, cut it.
+        origin = repr(checkpoint.split("\n", 1)[0][:120])
+        # A log that keeps failing retries on every tick: say it again once a minute.
+        now, key = self._clock(), (origin, error.code)
+        if now - self._reported.get(key, -_REPEAT_EVERY) < _REPEAT_EVERY:
+            return
+        if len(self._reported) >= 1024:  # requests choose the origin: keep this bounded
+            self._reported.clear()
+        self._reported[key] = now
+        if isinstance(error, FailedPrecondition):
+            # The normal answer to a log that restarted: it proves again from our size.
+            log.info(
+                "witness: log %s must prove from size %s",
+                origin,
+                error.metadata.get("witness_size"),
+            )
+        elif isinstance(error, ProofInvalid):
+            log.error(
+                "witness REFUSED a checkpoint of log %s: %s — its history is not the one the "
+                "witness co-signed (rolled back, forked or rewritten)",
+                origin,
+                error,
+            )
+        else:
+            log.warning("witness refused a checkpoint of log %s: %s", origin, error)
 
     async def _call(
         self, context: grpc.aio.ServicerContext, fn: Callable[..., Any], *args: Any
@@ -347,13 +399,18 @@ class WitnessServicer(auditlog_pb2_grpc.WitnessServiceServicer):
     async def AddCheckpoint(
         self, request: auditlog_pb2.AddCheckpointRequest, context: grpc.aio.ServicerContext
     ) -> auditlog_pb2.AddCheckpointResponse:
-        lines = await self._call(
-            context,
-            self._witness.add_checkpoint,
-            request.old_size,
-            list(request.consistency_proof),
-            request.checkpoint,
-        )
+        loop = asyncio.get_running_loop()
+        try:
+            lines = await loop.run_in_executor(
+                self._executor,
+                self._witness.add_checkpoint,
+                request.old_size,
+                list(request.consistency_proof),
+                request.checkpoint,
+            )
+        except GovbusError as exc:
+            self._log_refusal(request.checkpoint, exc)
+            await exc.abort(context)
         return auditlog_pb2.AddCheckpointResponse(cosignatures=lines)
 
     async def GetCheckpoint(

@@ -2,9 +2,15 @@
 configuration, security servers, adapters and the consent service as real
 processes.
 
-The global configuration is signed with a real registry key and distributed as
-a file (one of the sources a security server accepts), so these tests exercise
-the security servers without a registry process; the registry's own tests run it.
+`Bus`: the global configuration is signed with a real registry key and
+distributed as a file (one of the sources a security server accepts), so these
+tests exercise the security servers without a registry process.
+
+`RegistryBus`: the same around a real `govbus registry serve` process. Members,
+servers and services are registered through its admin API (keys made on this
+side, certificates issued by the registry), and the security servers download
+the signed configuration from it — so they also find its audit-log witness.
+
 The consent service (`govbus consent serve`) signs with a consent-role key of the
 bus CA, serves TLS with a server-role certificate, follows the same configuration
 file, and is named in it (`consent_service_address`), so every security server
@@ -15,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from google.protobuf import descriptor as pb_descriptor
 from google.protobuf import timestamp_pb2
 
 from consent.client import ConsentClient, consent_channel
@@ -33,8 +41,21 @@ from govbus.crypto.pki import (
 from govbus.globalconf import sign_global_conf
 from govbus.pb.govbus.v1 import globalconf_pb2, security_server_pb2, security_server_pb2_grpc
 from govbus.process import GovbusProcess
+from registry.bootstrap import ServerCredentials, register_server, serve_args
+from registry.client import AdminClient
 
-__all__ = ["DIAG_METHODS", "PASSPHRASE", "Bus", "ConsentServiceProcess", "Server"]
+__all__ = [
+    "DIAG_METHODS",
+    "PASSPHRASE",
+    "Bus",
+    "ConsentServiceProcess",
+    "RegisteredServer",
+    "RegistryBus",
+    "Server",
+    "start_ss",
+    "wait_for_conf",
+    "write_ss_config",
+]
 
 PASSPHRASE = b"local-bus-passphrase"
 
@@ -96,6 +117,80 @@ class ConsentServiceProcess:
             and self.process.proc is not None
             and self.process.proc.poll() is None
         )
+
+
+def write_ss_config(
+    folder: Path,
+    server_id: str,
+    *,
+    ca_certificate: Path,
+    conf_source: str,
+    poll_s: float,
+    adapters: dict[str, str],
+    provider_listen: str = "",
+    extra: str = "",
+) -> Path:
+    """Write `folder/ss.toml` for a server whose keys are `folder/{tls,signing}.{key,cert}.pem`."""
+    lines = "\n".join(f'"{service}" = "{address}"' for service, address in adapters.items())
+    listen = f'[listen]\nprovider = "{provider_listen}"\n' if provider_listen else ""
+    config = folder / "ss.toml"
+    config.write_text(
+        f'''server_id = "{server_id}"
+state_dir = "state"
+
+{listen}
+[keys]
+ca_certificate = "{ca_certificate}"
+tls_key = "tls.key.pem"
+tls_certificate = "tls.cert.pem"
+signing_key = "signing.key.pem"
+signing_certificate = "signing.cert.pem"
+
+[globalconf]
+source = "{conf_source}"
+interval_s = {poll_s}
+
+[exchange]
+freshness_s = 30
+
+{extra}
+
+[adapters]
+{lines}
+'''
+    )
+    return config
+
+
+def start_ss(config: Path) -> GovbusProcess:
+    """`govbus ss serve --config CONFIG`, started and ready."""
+    return GovbusProcess(
+        "ss", "serve", "--config", str(config), env={"GOVBUS_KEY_PASSPHRASE": PASSPHRASE.decode()}
+    ).start()
+
+
+def _running(process: GovbusProcess | None) -> bool:
+    return process is not None and process.proc is not None and process.proc.poll() is None
+
+
+def wait_for_conf(consumer_addresses: list[str], version: int, timeout: float = 20.0) -> None:
+    """Block until the security servers at these consumer addresses have `version` in force."""
+    asyncio.run(_wait_for_conf(consumer_addresses, version, time.monotonic() + timeout))
+
+
+async def _wait_for_conf(addresses: list[str], version: int, end: float) -> None:
+    for address in addresses:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = security_server_pb2_grpc.SecurityServerAdminStub(channel)
+            while True:
+                reply = await stub.Status(security_server_pb2.StatusRequest(), timeout=5)
+                if reply.conf_version >= version:
+                    break
+                if time.monotonic() > end:
+                    raise TimeoutError(
+                        f"{reply.server_id} still on conf v{reply.conf_version}, want v{version}"
+                    )
+                await asyncio.sleep(0.05)
 
 
 class Bus:
@@ -233,44 +328,18 @@ class Bus:
         server = self.servers[server_id]
         if consent_staleness_s is not None:
             extra = f"{extra}\n[consent]\nstaleness_s = {float(consent_staleness_s)}\n"
-        adapters = "\n".join(
-            f'"{service}" = "{address}"' for service, address in server.adapters.items()
+        config = write_ss_config(
+            server.folder,
+            server_id,
+            ca_certificate=self.ca.directory / "ca.cert.pem",
+            conf_source=f"file:{self.conf_path}",
+            poll_s=self.poll_s,
+            adapters=server.adapters,
+            # A restarted server keeps its provider address: the configuration names it.
+            provider_listen=server.address,
+            extra=extra,
         )
-        config = server.folder / "ss.toml"
-        # A restarted server keeps its provider address: the configuration names it.
-        listen = f'[listen]\nprovider = "{server.address}"\n' if server.address else ""
-        config.write_text(
-            f'''server_id = "{server_id}"
-state_dir = "state"
-
-{listen}
-[keys]
-ca_certificate = "{self.ca.directory / "ca.cert.pem"}"
-tls_key = "tls.key.pem"
-tls_certificate = "tls.cert.pem"
-signing_key = "signing.key.pem"
-signing_certificate = "signing.cert.pem"
-
-[globalconf]
-source = "file:{self.conf_path}"
-interval_s = {self.poll_s}
-
-[exchange]
-freshness_s = 30
-
-{extra}
-
-[adapters]
-{adapters}
-'''
-        )
-        process = GovbusProcess(
-            "ss",
-            "serve",
-            "--config",
-            str(config),
-            env={"GOVBUS_KEY_PASSPHRASE": PASSPHRASE.decode()},
-        ).start()
+        process = start_ss(config)
         self.processes.append(process)
         server.process = process
         server.address = f"127.0.0.1:{process.info['provider']}"
@@ -281,27 +350,11 @@ freshness_s = 30
 
     def wait_for_conf(self, version: int, timeout: float = 20.0) -> None:
         """Block until every running security server has `version` in force."""
-        asyncio.run(self._wait_for_conf(version, time.monotonic() + timeout))
-
-    async def _wait_for_conf(self, version: int, end: float) -> None:
-        for server in self.servers.values():
-            if (
-                server.process is None
-                or server.process.proc is None
-                or server.process.proc.poll() is not None
-            ):
-                continue
-            async with grpc.aio.insecure_channel(server.consumer_address) as channel:
-                stub = security_server_pb2_grpc.SecurityServerAdminStub(channel)
-                while True:
-                    reply = await stub.Status(security_server_pb2.StatusRequest(), timeout=5)
-                    if reply.conf_version >= version:
-                        break
-                    if time.monotonic() > end:
-                        raise TimeoutError(
-                            f"{server.id} still on conf v{reply.conf_version}, want v{version}"
-                        )
-                    await asyncio.sleep(0.05)
+        wait_for_conf(
+            [s.consumer_address for s in self.servers.values() if _running(s.process)],
+            version,
+            timeout,
+        )
 
     def status(self, server_id: str) -> security_server_pb2.StatusReply:
         """A running security server's own status (conf version, consent feed age, …)."""
@@ -440,3 +493,189 @@ freshness_s = 30
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     whole = int(seconds // 1)
     return timestamp_pb2.Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
+
+
+@dataclass
+class RegisteredServer:
+    """A security server registered with a real registry."""
+
+    credentials: ServerCredentials
+    adapters: dict[str, str] = field(default_factory=dict)
+    extra: str = ""
+    process: GovbusProcess | None = None
+
+    @property
+    def id(self) -> str:
+        return self.credentials.server_id
+
+    @property
+    def folder(self) -> Path:
+        return self.credentials.directory
+
+    @property
+    def consumer_address(self) -> str:
+        assert self.process is not None
+        return f"127.0.0.1:{self.process.info['consumer']}"
+
+    @property
+    def address(self) -> str:
+        """Its provider (mutual TLS) address."""
+        assert self.process is not None
+        return f"127.0.0.1:{self.process.info['provider']}"
+
+
+class RegistryBus:
+    """A registry process and security servers that live on its configuration.
+
+    ```python
+    bus = RegistryBus(tmp).start()
+    bus.member(PROVIDER); bus.subsystem(f"{PROVIDER}/diag")
+    bus.server(f"{PROVIDER}/ss1")
+    bus.publish(SERVICE, "govbus.v1.Diagnostics", diagnostics_pb2.DESCRIPTOR, [f"{PROVIDER}/ss1"])
+    bus.start_server(f"{PROVIDER}/ss1")        # registers its provider address too
+    bus.wait_for_conf(bus.admin.wait_published())
+    ```
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        poll_s: float = 0.2,
+        regen_interval: float = 0.1,
+        database: str | None = None,
+        db_schema: str | None = None,
+    ) -> None:
+        self.root = root
+        self.poll_s = poll_s
+        self.regen_interval = regen_interval
+        self.database = database
+        self.db_schema = db_schema
+        self.servers: dict[str, RegisteredServer] = {}
+        self.processes: list[GovbusProcess] = []
+        self.registry: GovbusProcess | None = None
+        self._admin: AdminClient | None = None
+
+    def start(self) -> RegistryBus:
+        self.registry = GovbusProcess(
+            *serve_args(
+                self.root / "registry",
+                regen_interval=self.regen_interval,
+                database=self.database,
+                db_schema=self.db_schema,
+            ),
+            env={"GOVBUS_KEY_PASSPHRASE": PASSPHRASE.decode()},
+        ).start()
+        self._admin = AdminClient.operator(self.registry.info, PASSPHRASE)
+        return self
+
+    @property
+    def admin(self) -> AdminClient:
+        """The registry operator's admin client."""
+        assert self._admin is not None, "start() the bus first"
+        return self._admin
+
+    @property
+    def public_address(self) -> str:
+        assert self.registry is not None
+        return str(self.registry.info["public"])
+
+    @property
+    def ca_certificate(self) -> Path:
+        assert self.registry is not None
+        return Path(self.registry.info["ca_cert"])
+
+    @property
+    def witness_certificate(self) -> Path:
+        """The registry's signing certificate: it signs the configuration and cosignatures."""
+        assert self.registry is not None
+        return Path(self.registry.info["state"]) / "registry-signing.cert.pem"
+
+    # --- the configuration, through the admin API ---------------------------------------
+
+    def member(self, member_id: str, name: str = "") -> None:
+        self.admin.add_member(member_id, name or member_id)
+
+    def subsystem(self, subsystem_id: str) -> None:
+        self.admin.add_subsystem(subsystem_id, subsystem_id)
+
+    def server(self, server_id: str, *, extra: str = "") -> RegisteredServer:
+        """Make the server's keys and register it; its address is set when it starts."""
+        folder = self.root / server_id.replace("/", "_")
+        folder.mkdir(parents=True)
+        # The provider port is known only once the server runs (port 0): a placeholder
+        # until start_server registers the real one.
+        credentials = register_server(self.admin, server_id, "127.0.0.1:1", folder, PASSPHRASE)
+        server = RegisteredServer(credentials, extra=extra)
+        self.servers[server_id] = server
+        return server
+
+    def publish(
+        self,
+        service_id: str,
+        grpc_service: str,
+        descriptor: pb_descriptor.FileDescriptor,
+        servers: Sequence[str],
+        **options: object,
+    ) -> None:
+        self.admin.publish_service(service_id, grpc_service, descriptor, servers, **options)  # type: ignore[arg-type]
+
+    def grant(self, client: str, service_id: str) -> None:
+        self.admin.grant(service_id, client)
+
+    # --- processes -----------------------------------------------------------------------
+
+    def start_diagnostics(self) -> str:
+        process = GovbusProcess("ss", "diagnostics", "--port", "0").start()
+        self.processes.append(process)
+        return f"127.0.0.1:{process.info['port']}"
+
+    def start_server(self, server_id: str, *, extra: str | None = None) -> RegisteredServer:
+        """Start (or restart) a registered server and register its provider address."""
+        server = self.servers[server_id]
+        config = write_ss_config(
+            server.folder,
+            server_id,
+            ca_certificate=server.credentials.ca_cert,
+            conf_source=f"grpcs://{self.public_address}",
+            poll_s=self.poll_s,
+            adapters=server.adapters,
+            extra=server.extra if extra is None else extra,
+        )
+        process = start_ss(config)
+        self.processes.append(process)
+        server.process = process
+        self.admin.set_server_address(server_id, server.address)
+        return server
+
+    def stop_server(self, server_id: str) -> str:
+        """SIGTERM one security server and wait for it (its log is flushed and closed);
+        returns what it printed."""
+        server = self.servers[server_id]
+        process, server.process = server.process, None
+        if process is None:
+            return ""
+        process.stop()
+        output = process.output()
+        process.close()
+        self.processes.remove(process)
+        return output
+
+    def wait_for_conf(self, version: int, timeout: float = 20.0) -> None:
+        """Block until every running security server has `version` in force."""
+        wait_for_conf(
+            [s.consumer_address for s in self.servers.values() if _running(s.process)],
+            version,
+            timeout,
+        )
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.close()
+        self.processes.clear()
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+        if self.registry is not None:
+            self.registry.close()
+            self.registry = None

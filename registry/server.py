@@ -65,8 +65,9 @@ __all__ = [
 
 log = logging.getLogger("govbus.registry")
 
-#: Extensions loaded when their module can be imported ("module:function").
-DEFAULT_EXTENSIONS: tuple[str, ...] = ()
+#: Extensions loaded when their module can be imported ("module:function"): the
+#: audit-log witness (audit_log.bus_witness, docs/adr/0002-audit-log.md).
+DEFAULT_EXTENSIONS: tuple[str, ...] = ("audit_log.bus_witness:registry_witness",)
 
 GLOBALCONF_SERVICE = globalconf_pb2.DESCRIPTOR.services_by_name["GlobalConfService"].full_name
 DISCOVERY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["Discovery"].full_name
@@ -83,6 +84,10 @@ class RegistryContext:
     ca_certificate: x509.Certificate
     current_conf: Callable[[], GlobalConfView]
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # The registry's own database: a postgresql:// URL (extensions keep their state
+    # there, in a schema of their own) or None/a SQLite path (they use state_dir).
+    database: str | None = None
+    db_schema: str = "govbus_registry"
 
 
 class RegistryExtension(Protocol):
@@ -239,9 +244,16 @@ async def _serve(
         signing_certificate=keys.signing_cert_der,
         ca_certificate=keys.ca.certificate,
         current_conf=lambda: publisher.current.view,
+        database=options.database,
+        db_schema=options.db_schema,
     )
     public_names = [GLOBALCONF_SERVICE, DISCOVERY_SERVICE]
+    chosen: list[RegistryExtension] = []
     for extension in [*_default_extensions(), *extensions]:
+        # A default also named with --extension is loaded once (same function object).
+        if extension not in chosen:
+            chosen.append(extension)
+    for extension in chosen:
         public_names.extend(extension(public, context))
     public_health = add_health_and_reflection(public, public_names)
     add_health_and_reflection(admin, [ADMIN_SERVICE])

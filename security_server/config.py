@@ -31,6 +31,8 @@ Example:
     data_key = "data.key"
     store_bodies = false
     checkpoint_interval_s = 10
+    witness = true                            # submit checkpoints to the registry's witness;
+                                              # default: when the global conf names a registry
 
     [exchange]
     freshness_s = 60
@@ -105,6 +107,8 @@ class SsConfig:
     traces_file: Path | None = None
     resilience: bool = True
     adapters: dict[str, str] = field(default_factory=dict)
+    # [audit] witness: as configured, or None = when the global configuration names a registry.
+    witness: bool | None = None
 
     @classmethod
     def load(cls, path: Path) -> SsConfig:
@@ -152,6 +156,9 @@ class SsConfig:
             raise ConfigInvalid("globalconf.source must be grpcs://host:port or file:/path")
         passphrase = _get(keys, "passphrase_file", str, "", "keys")
         audit_url = _get(audit, "url", str, "", "audit") or f"sqlite:///{state_dir / 'audit.db'}"
+        witness = audit.get("witness")
+        if witness is not None and not isinstance(witness, bool):
+            raise ConfigInvalid(f"audit.witness must be true or false, got {witness!r}")
         return cls(
             server_id=str(server),
             member_id=str(server.member),
@@ -178,4 +185,5 @@ class SsConfig:
             traces_file=rel(traces) if traces else None,
             resilience=_get(_section(data, "resilience"), "enabled", bool, True, "resilience"),
             adapters=adapters,
+            witness=witness,
         )

@@ -1,7 +1,8 @@
 """One security server process: consumer side, provider side, status, metrics.
 
 Wires the pieces together and owns their life cycle: loads keys, starts the
-global-configuration client, opens the audit log, follows the consent
+global-configuration client, opens the audit log (its checkpoints go to the
+registry's witness, security_server.witnessing), follows the consent
 revocation feed, keeps the resilience guards in step with the configuration,
 serves local clients on the consumer port and remote security servers on the
 mutual-TLS provider port, and on SIGTERM stops taking calls, lets in-flight
@@ -24,6 +25,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from audit_log import keys as log_keys
 from audit_log import open_log
+from audit_log.bus_witness import log_origin
 from audit_log.log import AuditLog
 from consent.client import consent_channel
 from consent.feed import RevocationFeedFollower, grpc_feed_source
@@ -59,6 +61,7 @@ from security_server.resilience import (
     LoadShedder,
     settings_of_view,
 )
+from security_server.witnessing import LogWitnessing
 
 __all__ = ["SecurityServer", "serve"]
 
@@ -128,6 +131,7 @@ class SecurityServer:
         self.provider: ProviderSide | None = None
         self.ports: dict[str, int] = {}
         self._log: AuditLog | None = None
+        self._witnessing: LogWitnessing | None = None
         self._servers: list[grpc.aio.Server] = []
 
     def _conf_source(self) -> Fetch:
@@ -153,6 +157,8 @@ class SecurityServer:
         except GovbusError as exc:
             # The configuration itself stays in force; the previous settings stay too.
             log.error("resilience settings of conf v%d refused: %s", view.version, exc)
+        if self._witnessing is not None:
+            self._witnessing.apply(view)
         address = view.conf.consent_service_address
         if address and address != self._consent_address:
             self._consent_address = address
@@ -184,12 +190,19 @@ class SecurityServer:
         self._log = await open_log(
             config.audit_url,
             signer=self.signer,
-            origin=f"govbus/{config.server_id}",
+            origin=log_origin(config.server_id),
             store_bodies=config.store_bodies,
             certificate=self.signing_cert_der,
             cipher=cipher,
         )
-        self._log.start_checkpointing(config.checkpoint_interval_s)
+        self._witnessing = LogWitnessing(
+            self._log,
+            config.checkpoint_interval_s,
+            config.witness,
+            self._ca_pem,
+            metrics=self.registry,
+        )
+        self._witnessing.start(self.conf.view)
         self.consumer = ConsumerSide(
             server_id=config.server_id,
             member_id=config.member_id,
@@ -270,6 +283,8 @@ class SecurityServer:
             await self._follower.stop()
         await self._channels.close()
         await self._adapter_channels.close()
+        if self._witnessing is not None:
+            await self._witnessing.close()
         if self._log is not None:
             await self._log.close()
         self.tracing.shutdown()
