@@ -11,6 +11,8 @@ import grpc
 import pytest
 
 from adapters.licences.data import DrivingRecord, anniversary, driving_record
+from adapters.licences.servicer import DrivingLicencesServicer
+from adapters.licences.store import LicenceStore
 from adapters.population import Person, World
 from adapters.sdk import UNKNOWN_IIN, RunningAdapter, check_agency, load, run_agency
 from govbus.errors import GovbusError, from_rpc_error
@@ -219,6 +221,30 @@ def test_bad_input_is_refused_and_changes_nothing(stub: pb_grpc.DrivingLicencesS
         assert _error(call).code == "NOT_FOUND"
     bad = pb.ListLicenceHistoryRequest(iin="12345ABCDE12")
     assert _error(lambda: stub.ListLicenceHistory(bad)).code == "INVALID_IDENTIFIER"
+
+
+def test_on_the_worlds_date_the_deprived_are_suspended(tmp_path: Path) -> None:
+    """The same store read on the world's own date: every deprivation then in force shows."""
+    db = tmp_path / "licences.db"
+    agency = load("licences")
+    agency.populate(db, WORLD)
+    store = LicenceStore.open(db)
+    day = WORLD.today
+    servicer = DrivingLicencesServicer(store, today=lambda: day)
+    deprived = _holders(
+        lambda p, r: p.alive and any(d.start <= day < d.until for d in r.deprivations)
+    )
+    assert deprived
+    with RunningAdapter([(agency.add_servicer, servicer)]) as running:
+        stub = pb_grpc.DrivingLicencesStub(running.channel())
+        for person, record in deprived:
+            got = stub.GetLicence(pb.GetLicenceRequest(iin=person.iin))
+            if record.licences[-1].expires >= day:
+                assert got.status == pb.LICENCE_STATUS_SUSPENDED
+                assert got.suspended_until == record.deprivations[0].until.isoformat()
+            else:
+                assert got.status == pb.LICENCE_STATUS_EXPIRED
+    store.close()
 
 
 # Last: the kit's sample writes change the records the tests above read.
