@@ -50,8 +50,8 @@ class MilitaryRegistrationServicer(pb_grpc.MilitaryRegistrationServicer):
         self.store = store
         self.today = today
 
-    def _status(self, row: sqlite3.Row, today: dt.date) -> pb.MilitaryStatus.ValueType:
-        status = pb.MilitaryStatus.ValueType(row["status"])
+    def _status(self, row: sqlite3.Row, today: dt.date) -> pb.MilitaryStatus:
+        status: pb.MilitaryStatus = row["status"]
         if status in (_DEREGISTERED, _NOT_LIABLE):
             return status
         if self.store.in_service(row["iin"], today.isoformat()):
