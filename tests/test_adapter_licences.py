@@ -123,6 +123,8 @@ def test_issue_then_add_a_category(stub: pb_grpc.DrivingLicencesStub) -> None:
     request = pb.IssueLicenceRequest(iin=person.iin, categories=["b"], exam_date=str(TODAY))
     issued = stub.IssueLicence(request)
     assert issued.status == pb.LICENCE_STATUS_VALID and list(issued.categories) == ["B"]
+    # New numbers come from their own series, above every number of the world.
+    assert issued.number.startswith("XA")
     assert issued.issued_date == TODAY.isoformat()
     assert issued.expiry_date == anniversary(TODAY, 10).isoformat()
     assert _error(lambda: stub.IssueLicence(request)).code == "ALREADY_EXISTS"

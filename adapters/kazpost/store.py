@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.sdk.database import open_database
+from govbus.errors import FailedPrecondition
 from govbus.pb.agencies.kazpost.v1 import kazpost_pb2 as pb
 
 __all__ = [
@@ -161,6 +162,8 @@ class PostStore:
             self.conn.execute("BEGIN IMMEDIATE")
             row = self._one("SELECT next FROM sequence WHERE kind = 'tracking'")
             serial = NEW_TRACKING_FROM if row is None else int(row[0])
+            if serial >= 10**8:
+                raise FailedPrecondition("every tracking number of the series is used")
             self.conn.execute(
                 "INSERT INTO sequence VALUES ('tracking', ?) "
                 "ON CONFLICT (kind) DO UPDATE SET next = excluded.next",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.sdk.database import open_database
+from govbus.errors import FailedPrecondition
 
 __all__ = [
     "DEPRIVATION_INSERT",
@@ -29,9 +30,12 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-#: Licences issued through the adapter are numbered from here; the world's stay far below.
-NEW_NUMBERS_FROM = 600_000_000
-_LETTERS = "ABCEHKMPTX"  # Latin letters that read the same in Cyrillic, as on Kazakh documents
+#: Licences issued through the adapter are numbered from here ("XA000000"); the world's
+#: stay below (eight per person: at most 32,000,000 for the world's 4,000,000 persons).
+NEW_NUMBERS_FROM = 90_000_000
+# Latin letters that read the same in Cyrillic, as on Kazakh documents.
+_LETTERS = "ABCEHKMPTX"
+_NUMBERS = len(_LETTERS) ** 2 * 10**6
 
 TABLES = """
 CREATE TABLE licence (
@@ -66,10 +70,12 @@ DEPRIVATION_INSERT = "INSERT INTO deprivation VALUES (?, ?, ?)"
 
 
 def format_number(serial: int) -> str:
-    """A licence number: two letters and six digits, e.g. "AB012345"."""
+    """A licence number: two letters and six digits, e.g. "AB012345" (10⁸ numbers)."""
     letters, digits = divmod(serial, 10**6)
-    base = len(_LETTERS)
-    return f"{_LETTERS[letters // base % base]}{_LETTERS[letters % base]}{digits:06d}"
+    first, second = divmod(letters, len(_LETTERS))
+    if not 0 <= first < len(_LETTERS):
+        raise ValueError(f"licence serial {serial} is out of range")
+    return f"{_LETTERS[first]}{_LETTERS[second]}{digits:06d}"
 
 
 class LicenceStore:
@@ -113,6 +119,8 @@ class LicenceStore:
     def _next_serial(self) -> int:
         row = self.conn.execute("SELECT next FROM sequence WHERE kind = 'licence'").fetchone()
         serial = NEW_NUMBERS_FROM if row is None else int(row[0])
+        if serial >= _NUMBERS:
+            raise FailedPrecondition("every licence number of the series is used")
         self.conn.execute(
             "INSERT INTO sequence VALUES ('licence', ?) ON CONFLICT (kind) DO UPDATE SET next = ?",
             (serial + 1, serial + 1),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.sdk.database import open_database
+from govbus.errors import FailedPrecondition
 
 __all__ = [
     "INDEXES",
@@ -107,6 +108,8 @@ class MilitaryStore:
     def next_ticket(self) -> int:
         row = self.conn.execute("SELECT next FROM sequence WHERE kind = 'ticket'").fetchone()
         serial = NEW_TICKETS_FROM if row is None else int(row[0])
+        if serial >= 10**7:
+            raise FailedPrecondition("every ticket number of the series is used")
         self.conn.execute(
             "INSERT INTO sequence VALUES ('ticket', ?) "
             "ON CONFLICT (kind) DO UPDATE SET next = excluded.next",
