@@ -7,10 +7,10 @@
   РКА code as the migration police's), and a preferred channel — post mostly,
   a parcel locker for a fifth of city dwellers, a courier for some.
 - **Deliveries** of the last four years: about 45 % of new identity cards (the
-  world's document issue date) and 30 % of new driving licences (the licence
-  register's own issue dates, `adapters.licences.data.driving_record`) were sent
-  by post rather than collected at a ЦОН, and some property and vehicle owners got
-  paper tax notices. Each went to the address the person was registered at on the
+  world's document issue date) and the new driving licences of three drivers in
+  ten (the licence register's own issue dates, from
+  `adapters.licences.data.driving_record`) were sent by post rather than collected
+  at a ЦОН, and some property and vehicle owners got paper tax notices. Each went to the address the person was registered at on the
   day (the previous one before a move); most were delivered within days, a few
   returned, the latest are still on their way.
 """
@@ -154,9 +154,11 @@ def household_deliveries(world: World, household: Household) -> Iterator[Deliver
         document = person.document
         if document is not None and since <= document.issued <= last and draw.chance(450):
             events.append(("ID_CARD", SENDER_ID_CARD, document.issued))
-        record = driving_record(world, person) if person.age() >= 18 else None
+        # Three drivers in ten have their licences posted rather than collect them.
+        by_post = person.age() >= 18 and draw.chance(300)
+        record = driving_record(world, person) if by_post else None
         for licence in () if record is None else record.licences:
-            if since <= licence.issued <= last and draw.chance(300):
+            if since <= licence.issued <= last:
                 events.append(("DRIVING_LICENCE", SENDER_LICENCE, licence.issued))
         if person.index in owners or person.vehicles:
             for year in range(world.today.year - 3, world.today.year):
