@@ -10,9 +10,10 @@
   world's document issue date) and the new driving licences of three drivers in
   ten (the licence register's own issue dates, from
   `adapters.licences.data.driving_record`) were sent by post rather than collected
-  at a ЦОН, and some property and vehicle owners got paper tax notices. Each went to the address the person was registered at on the
-  day (the previous one before a move); most were delivered within days, a few
-  returned, the latest are still on their way.
+  at a ЦОН, and some property and vehicle owners got paper tax notices. Each went
+  to the address the person was registered at on the day (the previous one before
+  a move); most were delivered within days, a few returned, the latest are still
+  on their way.
 """
 
 from __future__ import annotations
