@@ -383,6 +383,29 @@ def _debt_outcome(
     return CLOSED, closed, draw.pick(("paid",) * 5 + ("withdrawn", "impossible"))
 
 
+def _labour_dispute(
+    world: World, person: Person, employer_index: int, draw: Draw, end: dt.date
+) -> Case | None:
+    """An employee's claim against their employer (the world's company) for wages."""
+    employer = world.company(employer_index)
+    city = person.address.city
+    court_code, court = _court(city, "district", 1 + person.address.slot % 3)
+    filed = max(end - _days(draw, 20, 3 * 365), employer.registered + dt.timedelta(days=30))
+    decided = filed + _days(draw, 60, 150)
+    if filed >= end or person.age(filed) < 18:
+        return None
+    return Case(
+        number=_case_number(court_code, filed, _CIVIL, person.index * 8 + 3),
+        court=court,
+        kind=_CIVIL,
+        subject="трудовой спор: о взыскании заработной платы",
+        filed=filed,
+        status=_DECIDED[_CIVIL] if decided < end else PENDING,
+        decision=decided if decided < end else None,
+        parties=((person.iin, _PLAINTIFF), (employer.bin, _DEFENDANT)),
+    )
+
+
 def _person_cases(world: World, person: Person, draw: Draw) -> list[Case]:
     """Deprivations of the right to drive, labour disputes, victims' claims."""
     cases = []
@@ -405,22 +428,9 @@ def _person_cases(world: World, person: Person, draw: Draw) -> list[Case]:
         )
     end = person.death_date or world.today
     if person.employer is not None and draw.chance(4):
-        employer = world.company(person.employer)
-        court_code, court = _court(city, "district", 1 + person.address.slot % 3)
-        filed = max(end - _days(draw, 20, 3 * 365), employer.registered + dt.timedelta(days=30))
-        decided = filed + _days(draw, 60, 150)
-        cases.append(
-            Case(
-                number=_case_number(court_code, filed, _CIVIL, person.index * 8 + 3),
-                court=court,
-                kind=_CIVIL,
-                subject="трудовой спор: о взыскании заработной платы",
-                filed=filed,
-                status=_DECIDED[_CIVIL] if decided < end else PENDING,
-                decision=decided if decided < end else None,
-                parties=((person.iin, _PLAINTIFF), (employer.bin, _DEFENDANT)),
-            )
-        )
+        dispute = _labour_dispute(world, person, person.employer, draw, end)
+        if dispute is not None:
+            cases.append(dispute)
     if person.age(end) >= 18 and draw.chance(4):
         court_code, court = _court(city, "criminal")
         adult = anniversary(person.birth_date, 18)

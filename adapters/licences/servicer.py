@@ -147,7 +147,9 @@ class DrivingLicencesServicer(pb_grpc.DrivingLicencesServicer):
                 anniversary(today, VALID_YEARS).isoformat(),
             ),
             None if current is None else current["number"],
-            "categories added",
+            "expired"
+            if current is not None and current["expiry_date"] < today.isoformat()
+            else "categories added",
         )
         row = self.store.licence(number)
         assert row is not None
