@@ -231,3 +231,12 @@ def test_patronymics() -> None:
 
 def test_world_today_is_fixed() -> None:
     assert WORLD.today == REFERENCE_DATE == dt.date(2026, 1, 1)
+
+
+def test_vehicle_of_an_owner_turning_18_on_the_reference_date() -> None:
+    """Regression: such an owner's car drew a year from an empty range (ZeroDivisionError)."""
+    world = World(seed=1, persons=100_000)
+    owner = world.person(81042)
+    assert owner.birth_date == dt.date(2008, 1, 1) and owner.vehicles == 1
+    (car,) = world.vehicles_of(owner)
+    assert car.registered == world.today and car.year == world.today.year - 1

@@ -946,8 +946,12 @@ class World:
         )
         wmi, make, models = draw.pick(_MAKES)
         adult = _anniversary(owner.birth_date, 18).toordinal()
-        year = draw.between(max(1995, dt.date.fromordinal(adult).year), REFERENCE_DATE.year - 1)
-        registered = draw.between(max(adult, dt.date(year, 1, 1).toordinal()), _REF - 1)
+        # Someone who turns 18 on the reference date itself (born 1 January, 18 years
+        # before) registers the car that day; every other owner's draws are unchanged.
+        last_year = REFERENCE_DATE.year - 1
+        first_year = min(max(1995, dt.date.fromordinal(adult).year), last_year)
+        year = draw.between(first_year, last_year)
+        registered = draw.between(max(adult, dt.date(year, 1, 1).toordinal()), max(_REF - 1, adult))
         return Vehicle(
             owner=owner.index,
             slot=slot,
