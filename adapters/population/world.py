@@ -946,8 +946,12 @@ class World:
         )
         wmi, make, models = draw.pick(_MAKES)
         adult = _anniversary(owner.birth_date, 18).toordinal()
-        year = draw.between(max(1995, dt.date.fromordinal(adult).year), REFERENCE_DATE.year - 1)
-        registered = draw.between(max(adult, dt.date(year, 1, 1).toordinal()), _REF - 1)
+        # An owner who turns 18 on the reference date itself (born 1 January) has a
+        # car of last year, registered that day; the bounds are otherwise unchanged.
+        last_year = REFERENCE_DATE.year - 1
+        year = draw.between(min(max(1995, dt.date.fromordinal(adult).year), last_year), last_year)
+        low = max(adult, dt.date(year, 1, 1).toordinal())
+        registered = draw.between(low, max(low, _REF - 1))
         return Vehicle(
             owner=owner.index,
             slot=slot,
