@@ -169,7 +169,9 @@ class RealEstateRegisterServicer(pb_grpc.RealEstateRegisterServicer):
                 f"transfer_date {day} is before the current right was registered "
                 f"({row['registered_date']})"
             )
-        for encumbrance in self.store.encumbrances(number, day.isoformat()):
+        # What blocks is what is in force on the day of registration, whatever the
+        # date of the contract.
+        for encumbrance in self.store.encumbrances(number, self.today().isoformat()):
             reason = _BLOCKING.get(encumbrance["kind"])
             if reason is not None:
                 raise FailedPrecondition(
