@@ -12,7 +12,7 @@ too, as the law requires); nobody under 14 (the lowest age of criminal
 responsibility) gets one; a wanted person gets none electronically; and asking again
 on the same day for the same purpose answers the certificate already issued. A
 certificate read by number is about its holder: a call under someone else's consent
-is refused (CONSENT_SCOPE).
+is refused (CONSENT_SCOPE). The servicer never calls another registry.
 """
 
 from __future__ import annotations

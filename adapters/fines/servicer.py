@@ -9,6 +9,7 @@ call made under someone else's consent is refused (CONSENT_SCOPE).
 Payment rules: only an unpaid fine can be paid, with exactly its amount, on a day
 between its issue and today, and one payment reference pays one fine. Paying again
 with the same reference answers the paid fine (a retried payment is not an error).
+The servicer never calls another registry.
 """
 
 from __future__ import annotations

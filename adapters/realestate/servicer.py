@@ -12,6 +12,7 @@ registered; an object under arrest (a court, enforcement officer or the tax
 authority) or under a mortgage cannot be transferred; a transfer to the very holders
 who already hold it is refused — unless it is the same transfer again (same day and
 basis), which answers the object as it is (a retried registration is not an error).
+The servicer never calls another registry.
 """
 
 from __future__ import annotations

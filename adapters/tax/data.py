@@ -257,6 +257,8 @@ def _on(draw: Draw, first: dt.date, last: dt.date) -> dt.date:
 def _person_declarations(
     world: World, person: Person, since: dt.date | None, director: bool
 ) -> Iterator[tuple[Any, ...]]:
+    if since is None and not director and person.age() < 18:
+        return  # children file nothing: no draw needed
     draw = world.draw("tax-declaration", person.index)
     last_year = world.today.year - 1
     alive_until = person.death_date or world.today

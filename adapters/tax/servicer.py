@@ -11,7 +11,7 @@ individuals and entrepreneurs, 910.00 and 220.00 for entrepreneurs, 100.00 for l
 entities); the tax year (or half-year, for 910.00) must be over, and the taxpayer
 registered then and not yet deregistered; tax cannot exceed income; and a period
 already declared (not rejected) is not declared twice. A new declaration is under
-desk review until the authority accepts it.
+desk review until the authority accepts it. The servicer never calls another registry.
 """
 
 from __future__ import annotations
