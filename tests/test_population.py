@@ -231,3 +231,13 @@ def test_patronymics() -> None:
 
 def test_world_today_is_fixed() -> None:
     assert WORLD.today == REFERENCE_DATE == dt.date(2026, 1, 1)
+
+
+def test_vehicles_of_an_owner_who_turns_18_on_the_reference_date() -> None:
+    # Regression: the draw of the model year had an empty range for this owner and
+    # `vehicles_of` raised ZeroDivisionError (seed 1, person 81042, born 2008-01-01).
+    owner = World(seed=1, persons=100_000).person(81_042)
+    assert owner.birth_date == dt.date(2008, 1, 1) and owner.vehicles == 1
+    (vehicle,) = World(seed=1, persons=100_000).vehicles_of(owner)
+    assert vehicle.registered == REFERENCE_DATE and vehicle.year == REFERENCE_DATE.year
+    assert owner.age(vehicle.registered) == 18

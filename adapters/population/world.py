@@ -946,8 +946,13 @@ class World:
         )
         wmi, make, models = draw.pick(_MAKES)
         adult = _anniversary(owner.birth_date, 18).toordinal()
-        year = draw.between(max(1995, dt.date.fromordinal(adult).year), REFERENCE_DATE.year - 1)
-        registered = draw.between(max(adult, dt.date(year, 1, 1).toordinal()), _REF - 1)
+        # An owner who turns 18 on the reference date itself registers the car that day;
+        # for everyone else the latest day is the day before (the draws are unchanged).
+        latest = max(_REF - 1, adult)
+        year = draw.between(
+            max(1995, dt.date.fromordinal(adult).year), dt.date.fromordinal(latest).year
+        )
+        registered = draw.between(max(adult, dt.date(year, 1, 1).toordinal()), latest)
         return Vehicle(
             owner=owner.index,
             slot=slot,
