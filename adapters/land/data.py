@@ -161,35 +161,58 @@ def populate(db_path: Path, world: World) -> None:
         conn.executemany(RIGHT_INSERT, rights)
 
 
+def _sample_sale(
+    world: World,
+) -> tuple[str, pb.RegisterPlotRightRequest, pb.ListPlotsByHolderRequest]:
+    """A plot, a write that changes its holder, and a read of the holder before it.
+
+    Preferably a house of a living couple, given to the wife; failing that, the first
+    plot of the world, leased to a company that is not its holder.
+    """
+    for household in world.households():
+        plot = world.land_plot_of(household)
+        if plot is None or household.marriage is None:
+            continue
+        if all(p.alive for p in household.members[:2]):
+            wife = household.members[1].iin
+            sale = pb.RegisterPlotRightRequest(
+                cadastral_number=plot.cadastral_number,
+                right=pb.LAND_RIGHT_OWNERSHIP,
+                holder_iin=wife,
+                since_date=world.today.isoformat(),
+            )
+            holder = pb.ListPlotsByHolderRequest(iin=household.head.iin)
+            return plot.cadastral_number, sale, holder
+    for plot_row, right_row in _plots(world):
+        holder_iin, holder_bin = right_row[2], right_row[3]
+        lessee = next(c for c in world.companies() if c.bin != holder_bin)
+        lease = pb.RegisterPlotRightRequest(
+            cadastral_number=plot_row[0],
+            right=pb.LAND_RIGHT_LEASE,
+            holder_bin=lessee.bin,
+            since_date=world.today.isoformat(),
+        )
+        if holder_iin is not None:
+            return plot_row[0], lease, pb.ListPlotsByHolderRequest(iin=holder_iin)
+        return plot_row[0], lease, pb.ListPlotsByHolderRequest(bin=holder_bin)
+    raise LookupError("the world has no land plot: make it bigger")
+
+
 def contract_samples(world: World) -> ContractSamples:
-    houses = [h for h in world.households() if not h.apartment]
-    # A house of a living couple: the sample write gives the plot to the wife.
-    family = next(
-        h for h in houses if h.marriage is not None and all(p.alive for p in h.members[:2])
-    )
-    plot = world.land_plot_of(family)
-    assert plot is not None
-    wife = family.members[1]
+    number, sale, holder = _sample_sale(world)
     farm = next(
         (c for c in world.companies() if c.oked_code == _GRAIN_OKED and not c.liquidated), None
     )
-    by_holder = [pb.ListPlotsByHolderRequest(iin=family.head.iin)]
+    by_holder = [holder]
     if farm is not None:
         by_holder.append(pb.ListPlotsByHolderRequest(bin=farm.bin))
     nobody = Bin.build(1999, 12, 99998) or Bin.build(1999, 12, 99999)
     assert nobody is not None
     return ContractSamples(
         valid={
-            "GetPlot": [pb.GetPlotRequest(cadastral_number=plot.cadastral_number)],
+            "GetPlot": [pb.GetPlotRequest(cadastral_number=number)],
             "ListPlotsByHolder": by_holder,
-            "RegisterPlotRight": [
-                pb.RegisterPlotRightRequest(
-                    cadastral_number=plot.cadastral_number,
-                    right=pb.LAND_RIGHT_OWNERSHIP,
-                    holder_iin=wife.iin,
-                    since_date=world.today.isoformat(),
-                )
-            ],
+            "RegisterPlotRight": [sale],
         },
         unknown={
             "GetPlot": [pb.GetPlotRequest(cadastral_number="01-499-999999")],
@@ -203,8 +226,8 @@ def contract_samples(world: World) -> ContractSamples:
             "RegisterPlotRight": [
                 pb.RegisterPlotRightRequest(
                     cadastral_number="02/000/000001",
-                    right=pb.LAND_RIGHT_OWNERSHIP,
-                    holder_iin=wife.iin,
+                    right=pb.LAND_RIGHT_LEASE,
+                    holder_bin=nobody.value,
                 )
             ],
         },

@@ -179,7 +179,7 @@ def contract_samples(world: World) -> ContractSamples:
             ],
             "RegisterVehicle": [
                 pb.RegisterVehicleRequest(
-                    vin=f"XTAN{world.seed:013d}",
+                    vin=f"XTAR{world.seed:013d}",  # a new car, never in the world
                     make="LADA",
                     model="Vesta",
                     year=world.today.year,
@@ -202,12 +202,12 @@ def contract_samples(world: World) -> ContractSamples:
                 pb.ListVehiclesByOwnerRequest(owner=pb.Owner(bin=nobody.value))
             ],
             "GetVehicle": [
-                pb.GetVehicleRequest(vin="XTAN0000000000000"),
+                pb.GetVehicleRequest(vin="XTAU0000000000000"),
                 pb.GetVehicleRequest(plate="999ZZZ20"),
             ],
             "TransferVehicle": [
                 pb.TransferVehicleRequest(
-                    vin="XTAN0000000000000", new_owner=pb.Owner(iin=owner.iin)
+                    vin="XTAU0000000000000", new_owner=pb.Owner(iin=owner.iin)
                 )
             ],
         },
