@@ -52,6 +52,7 @@ _OTHER_CLINIC_PER_MILLE = 85
 _REFUSED_PER_MILLE = 20
 _COVID_PER_MILLE = 550
 _AT_BIRTH = {"BCG", "HEPB"}
+_LAST_CHILDHOOD_DOSE = dt.timedelta(days=max(d.age_days for d in SCHEDULE) + 14)
 
 
 def district_of(iin: str) -> int:
@@ -132,7 +133,9 @@ class _Fill:
 
         refused = draw.chance(_REFUSED_PER_MILLE)
         visits: dict[int, dt.date] = {}
-        for due in SCHEDULE:
+        # Childhood doses are all before the register for anyone born long before it.
+        calendar = SCHEDULE if born + _LAST_CHILDHOOD_DOSE >= _RECORDS_FROM else ()
+        for due in calendar:
             if refused and (due.code not in _AT_BIRTH or due.dose > 1):
                 continue
             day = visits.get(due.age_days)

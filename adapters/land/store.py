@@ -42,7 +42,6 @@ CREATE TABLE plot_right (
 INDEXES = """
 CREATE UNIQUE INDEX plot_right_current ON plot_right (cadastral_number)
     WHERE until_date IS NULL;
-CREATE INDEX plot_right_history ON plot_right (cadastral_number, since_date);
 CREATE INDEX plot_right_person ON plot_right (holder_iin)
     WHERE until_date IS NULL AND holder_iin IS NOT NULL;
 CREATE INDEX plot_right_company ON plot_right (holder_bin)
@@ -88,12 +87,6 @@ class LandStore:
     def plots_of_company(self, bin_: str) -> list[sqlite3.Row]:
         return self.conn.execute(
             _CURRENT + "WHERE r.holder_bin = ? ORDER BY r.since_date, p.cadastral_number", (bin_,)
-        ).fetchall()
-
-    def history(self, cadastral_number: str) -> list[sqlite3.Row]:
-        return self.conn.execute(
-            "SELECT * FROM plot_right WHERE cadastral_number = ? ORDER BY since_date, id",
-            (cadastral_number,),
         ).fetchall()
 
     def register_right(self, values: tuple[Any, ...], close_id: int) -> None:

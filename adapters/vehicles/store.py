@@ -57,7 +57,6 @@ INDEXES = """
 CREATE UNIQUE INDEX vehicle_plate ON vehicle (plate);
 CREATE UNIQUE INDEX ownership_current ON ownership (vin) WHERE until_date IS NULL;
 CREATE UNIQUE INDEX ownership_certificate ON ownership (certificate_number);
-CREATE INDEX ownership_history ON ownership (vin, since_date);
 CREATE INDEX ownership_person ON ownership (owner_iin)
     WHERE until_date IS NULL AND owner_iin IS NOT NULL;
 CREATE INDEX ownership_company ON ownership (owner_bin)
@@ -107,11 +106,6 @@ class VehicleStore:
     def of_company(self, bin_: str) -> list[sqlite3.Row]:
         return self.conn.execute(
             _CURRENT + "WHERE o.owner_bin = ? ORDER BY o.since_date, v.vin", (bin_,)
-        ).fetchall()
-
-    def history(self, vin: str) -> list[sqlite3.Row]:
-        return self.conn.execute(
-            "SELECT * FROM ownership WHERE vin = ? ORDER BY since_date, id", (vin,)
         ).fetchall()
 
     def _take(self, name: str) -> int:
