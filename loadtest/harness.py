@@ -543,12 +543,16 @@ class RegistryBus:
         *,
         poll_s: float = 0.2,
         regen_interval: float = 0.1,
+        conf_ttl: float | None = None,
+        resign_interval: float | None = None,
         database: str | None = None,
         db_schema: str | None = None,
     ) -> None:
         self.root = root
         self.poll_s = poll_s
         self.regen_interval = regen_interval
+        self.conf_ttl = conf_ttl
+        self.resign_interval = resign_interval
         self.database = database
         self.db_schema = db_schema
         self.servers: dict[str, RegisteredServer] = {}
@@ -557,17 +561,33 @@ class RegistryBus:
         self._admin: AdminClient | None = None
 
     def start(self) -> RegistryBus:
+        """Start the registry; after `kill_registry`, start it again on the same state
+        and the same ports (security servers keep polling that address)."""
+        before = self.registry.info if self.registry is not None else None
+        if self.registry is not None:
+            self.registry.close()
         self.registry = GovbusProcess(
             *serve_args(
                 self.root / "registry",
+                listen=before["public"] if before else "127.0.0.1:0",
+                admin_listen=before["admin"] if before else "127.0.0.1:0",
                 regen_interval=self.regen_interval,
+                conf_ttl=self.conf_ttl,
+                resign_interval=self.resign_interval,
                 database=self.database,
                 db_schema=self.db_schema,
             ),
             env={"GOVBUS_KEY_PASSPHRASE": PASSPHRASE.decode()},
         ).start()
+        if self._admin is not None:
+            self._admin.close()
         self._admin = AdminClient.operator(self.registry.info, PASSPHRASE)
         return self
+
+    def kill_registry(self) -> None:
+        """SIGKILL the registry process (by its own pid)."""
+        assert self.registry is not None
+        self.registry.kill()
 
     @property
     def admin(self) -> AdminClient:
