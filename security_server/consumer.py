@@ -79,6 +79,8 @@ class _Exchange:
 
     method_path: str
     call: md.CallMetadata
+    #: The request header every attempt copies (attempt, times and receiver added).
+    request: envelope_pb2.Header
     view: GlobalConfView
     service: globalconf_pb2.Service
     method: globalconf_pb2.Method
@@ -162,14 +164,8 @@ class ConsumerSide:
             return opened.body
         except (GovbusError, grpc.RpcError) as exc:
             await self._refused(exc, context, method, exchange)
-        except Exception as exc:
-            log.exception("consumer exchange failed unexpectedly")
-            await self._refused(
-                Internal(f"consumer security server failed: {type(exc).__name__}"),
-                context,
-                method,
-                exchange,
-            )
+        except Exception as exc:  # noqa: BLE001 - a bug must answer INTERNAL, never crash or hang
+            await self._refused(_unexpected(exc), context, method, exchange)
         raise AssertionError("unreachable: abort raises")
 
     async def stream(
@@ -206,14 +202,8 @@ class ConsumerSide:
             self._succeeded(context, exchange, opened.header)
         except (GovbusError, grpc.RpcError) as exc:
             await self._refused(exc, context, method, exchange)
-        except Exception as exc:
-            log.exception("consumer stream failed unexpectedly")
-            await self._refused(
-                Internal(f"consumer security server failed: {type(exc).__name__}"),
-                context,
-                method,
-                exchange,
-            )
+        except Exception as exc:  # noqa: BLE001 - a bug must answer INTERNAL, never crash or hang
+            await self._refused(_unexpected(exc), context, method, exchange)
 
     # --- steps ------------------------------------------------------------------------
 
@@ -272,9 +262,25 @@ class ConsumerSide:
                 "govbus.request_id": call.request_id,
             },
         )
+        request = envelope_pb2.Header(
+            kind=envelope_pb2.REQUEST,
+            request_id=call.request_id,
+            client=call.client,
+            service=call.service,
+            method=method_path,
+            subject=call.subject,
+            purpose=call.purpose,
+            consent=call.consent,
+            legal_basis=call.legal_basis,
+            initiator=call.initiator,
+            traceparent=traceparent_of(span) if span is not None else call.traceparent,
+            sender_server=self.server_id,
+            consent_artefact=call.consent_artefact,
+        )
         return _Exchange(
             method_path,
             call,
+            request,
             view,
             service,
             method,
@@ -290,29 +296,13 @@ class ConsumerSide:
         """Sign one attempt and hand its record to the log. The record becomes durable
         while the request travels; callers await the task before they record or
         return the answer, so nothing is returned before the whole exchange is logged."""
-        call = exchange.call
         now = self._clock_ms()
-        header = envelope_pb2.Header(
-            kind=envelope_pb2.REQUEST,
-            request_id=call.request_id,
-            client=call.client,
-            service=call.service,
-            method=exchange.method_path,
-            subject=call.subject,
-            purpose=call.purpose,
-            consent=call.consent,
-            legal_basis=call.legal_basis,
-            initiator=call.initiator,
-            traceparent=traceparent_of(exchange.span)
-            if exchange.span is not None
-            else call.traceparent,
-            sent_at_ms=now,
-            deadline_ms=now + max(1, int(time_left * 1000)),
-            sender_server=self.server_id,
-            receiver_server=endpoint.server_id,
-            consent_artefact=call.consent_artefact,
-            attempt=attempt - 1,
-        )
+        header = envelope_pb2.Header()
+        header.CopyFrom(exchange.request)
+        header.sent_at_ms = now
+        header.deadline_ms = now + max(1, int(time_left * 1000))
+        header.receiver_server = endpoint.server_id
+        header.attempt = attempt - 1
         signed, request_hash = seal(header, exchange.body, self._signer, self._certificate)
         exchange.header, exchange.request_hash, exchange.server = (
             header,
@@ -485,22 +475,12 @@ class ConsumerSide:
 
     async def _log_failure(self, exchange: _Exchange, error: GovbusError) -> None:
         """The outcome of an attempt that got no valid signed answer."""
-        call = exchange.call
         record = self._records.refusal(
-            request_id=call.request_id,
-            client=call.client,
-            service=call.service,
-            method=exchange.method_path,
-            subject=call.subject,
-            purpose=call.purpose,
-            error_code=error.code,
-            error_origin=error.origin.value,
-            status_code=error.status.value[0],
-            reason=error.message,
-            initiator=call.initiator,
+            exchange.header or exchange.request,
+            error,
+            phase=audit_pb2.PHASE_RESPONSE,
             peer_server=exchange.server,
             request_hash=exchange.request_hash,
-            phase=audit_pb2.PHASE_RESPONSE,
             duration_us=(time.perf_counter_ns() - exchange.started_ns) // 1000,
         )
         await self._append(record)
@@ -520,40 +500,37 @@ class ConsumerSide:
             if isinstance(failure, GovbusError)
             else self._transport_error(failure, exchange)
         )
-        raw = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        if exchange is not None:
-            call = exchange.call
-            client, service, subject, purpose = (
-                call.client,
-                call.service,
-                call.subject,
-                call.purpose,
-            )
-            request_id, started = call.request_id, exchange.started_ns
-        else:
-            client, service, subject = raw.get(md.CLIENT, ""), raw.get(md.SERVICE, ""), ""
-            purpose, request_id, started = raw.get(md.PURPOSE, ""), raw.get(md.REQUEST_ID, ""), 0
+        about = exchange.request if exchange is not None else _unverified(context, method)
         if not already:
             record = self._records.refusal(
-                request_id=request_id,
-                client=client,
-                service=service,
-                method=method,
-                subject=subject,
-                purpose=purpose,
-                error_code=error.code,
-                error_origin=error.origin.value,
-                status_code=error.status.value[0],
-                reason=error.message,
-                # Only once the metadata was validated: the raw value is untrusted text.
-                initiator=exchange.call.initiator if exchange is not None else "",
-                duration_us=(time.perf_counter_ns() - started) // 1000 if started else 0,
+                about,
+                error,
+                duration_us=(time.perf_counter_ns() - exchange.started_ns) // 1000
+                if exchange is not None
+                else 0,
             )
             try:
                 await self._append(record)
             except GovbusError as log_error:
                 error = log_error
-        self._metrics.count("consumer", client[:100], service[:100], error.code)
+        self._metrics.count("consumer", about.client[:100], about.service[:100], error.code)
         if exchange is not None:
             Tracing.finish(exchange.span, error.code)
         await error.abort(context)
+
+
+def _unexpected(exc: Exception) -> Internal:
+    log.exception("consumer exchange failed unexpectedly")
+    return Internal(f"consumer security server failed: {type(exc).__name__}")
+
+
+def _unverified(context: grpc.aio.ServicerContext, method: str) -> envelope_pb2.Header:
+    """What a refused call said about itself, as given (for its refusal record)."""
+    raw = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+    return envelope_pb2.Header(
+        request_id=raw.get(md.REQUEST_ID, ""),
+        client=raw.get(md.CLIENT, ""),
+        service=raw.get(md.SERVICE, ""),
+        method=method,
+        purpose=raw.get(md.PURPOSE, ""),
+    )

@@ -506,17 +506,8 @@ class ProviderSide:
         self.refusals += 1
         header = opened.header if opened is not None else envelope_pb2.Header()
         record = self._records.refusal(
-            request_id=header.request_id,
-            client=header.client,
-            service=header.service,
-            method=header.method,
-            subject=header.subject,
-            purpose=header.purpose,
-            error_code=error.code,
-            error_origin=error.origin.value,
-            status_code=error.status.value[0],
-            reason=error.message,
-            initiator=header.initiator,
+            header,
+            error,
             peer_server=peer,
             request_hash=opened.message_hash if opened is not None else b"",
             signature=opened.signed.signature if opened is not None else None,

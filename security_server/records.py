@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
+from govbus.errors import GovbusError
 from govbus.pb.govbus.v1 import audit_pb2, envelope_pb2, signature_pb2
 
 __all__ = [
@@ -138,51 +139,45 @@ class RecordFactory:
 
     def refusal(
         self,
+        about: envelope_pb2.Header,
+        error: GovbusError,
         *,
-        request_id: str,
-        client: str,
-        service: str,
-        method: str,
-        subject: str,
-        purpose: str,
-        error_code: str,
-        error_origin: str,
-        status_code: int,
-        reason: str,
-        initiator: str = "",
+        phase: audit_pb2.Phase = audit_pb2.PHASE_REFUSED,
         peer_server: str = "",
         request_hash: bytes = b"",
         signature: signature_pb2.Signature | None = None,
         justified: Justified = NOT_JUDGED,
         duration_us: int = 0,
-        phase: audit_pb2.Phase = audit_pb2.PHASE_REFUSED,
     ) -> audit_pb2.ExchangeRecord:
         """A record of a request refused before it reached the provider, or (with
-        `phase=PHASE_RESPONSE`) of a failure for which no signed answer exists."""
+        `phase=PHASE_RESPONSE`) of a failure for which no signed answer exists.
+
+        `about` is the request as far as it is known (possibly unverified input, so
+        every text is cut to its column's size)."""
         return audit_pb2.ExchangeRecord(
             # The log needs an id; a request refused before its id was read gets one.
-            request_id=request_id[:128] or f"refused-{uuid.uuid4().hex}",
+            request_id=about.request_id[:128] or f"refused-{uuid.uuid4().hex}",
             logged_at_ms=time.time_ns() // 1_000_000,
             side=self.side,
             phase=phase,
             server=self.server_id,
             peer_server=peer_server,
-            client=client[:300],
-            service=service[:300],
-            method=method[:300],
-            subject_pseudonym=self.pseudonym(subject),
-            purpose=purpose[:256],
-            initiator=initiator[:256],
+            client=about.client[:300],
+            service=about.service[:300],
+            method=about.method[:300],
+            subject_pseudonym=self.pseudonym(about.subject),
+            purpose=about.purpose[:256],
+            initiator=about.initiator[:256],
             justification=justified.justification or audit_pb2.JUSTIFICATION_NONE,
-            consent_id=justified.consent_id,
-            legal_basis_id=justified.legal_basis_id,
+            consent_id=justified.consent_id or about.consent[:128],
+            legal_basis_id=justified.legal_basis_id or about.legal_basis[:128],
             law_reference=justified.law_reference,
             hidden_until_ms=justified.hidden_until_ms,
             decision=audit_pb2.DECISION_DENIED,
-            decision_reason=reason[:1000],
-            status_code=status_code,
-            error_code=error_code,
-            error_origin=error_origin,
+            decision_reason=error.message[:1000],
+            status_code=error.status.value[0],
+            error_code=error.code,
+            error_origin=error.origin.value,
             request_hash=request_hash,
             message_hash=request_hash,
             signature=signature,
