@@ -31,10 +31,16 @@ class GovbusProcess:
         cwd: Path | None = None,
         ready_timeout: float = 30.0,
         ready_flag: str = "--ready-file",
+        log_path: Path | None = None,
+        new_session: bool = False,
     ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="govbus-proc-")
         self.ready_file = Path(self._dir.name) / "ready.json"
-        self.log_path = Path(self._dir.name) / "output.log"
+        # A caller that keeps the output after the process ends (the stack) names the file.
+        self.log_path = log_path or Path(self._dir.name) / "output.log"
+        # In its own session a child does not get the terminal's Ctrl-C: the parent stops
+        # its children itself, in order.
+        self.new_session = new_session
         self.args = [sys.executable, "-m", "govbus.cli", *args, ready_flag, str(self.ready_file)]
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
@@ -45,7 +51,14 @@ class GovbusProcess:
     def start(self) -> GovbusProcess:
         self.ready_file.unlink(missing_ok=True)
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdout=log, stderr=log)
+        self.proc = subprocess.Popen(
+            self.args,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=log,
+            stderr=log,
+            start_new_session=self.new_session,
+        )
         log.close()
         try:
             self.info = wait_for_ready_file(
