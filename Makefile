@@ -39,6 +39,7 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) -m loadtest.bench
+	$(VENV)/bin/pytest -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info

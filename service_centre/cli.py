@@ -53,6 +53,10 @@ def up(
     no_portal: Annotated[
         bool, typer.Option("--no-portal", help="no portal security server")
     ] = False,
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option("--adapter", help="run only this agency's adapter (repeatable; default all)"),
+    ] = None,
 ) -> None:
     """Start the whole bus on localhost and keep it running until Ctrl-C."""
     from service_centre.stack import Stack, StackOptions
@@ -67,6 +71,7 @@ def up(
             persons=persons,
             seed=seed,
             portal=not no_portal,
+            adapters=tuple(adapter) if adapter else None,
             progress=progress,
         )
     )

@@ -43,7 +43,8 @@ from service_centre.stack import Stack, StackInfo, StackOptions
 
 __all__ = ["Citizens", "main", "pick_citizens", "run_demo"]
 
-console = Console(width=None if sys.stdout.isatty() else 120)
+# Outside a terminal rich would wrap at 80 columns; $COLUMNS still wins when set.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120)
 
 #: 100,000 persons are generated once (about 15 s for five registries on two cores) and
 #: cached; later runs copy the cached stores.
@@ -394,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"(queue drained in {figures['drain_s']} s); logs {'verified' if passed else 'FAILED'}; "
         f"whole demo {time.perf_counter() - began:.0f} s.",
         highlight=False,
+        soft_wrap=True,
     )
     if not passed:
         sys.exit(1)

@@ -158,6 +158,8 @@ class StackInfo:
     seed: int
     startup_s: float
     timings: dict[str, float] = field(default_factory=dict)
+    #: Every process the stack started, by name (registry, consent, adapter-…, ss-…, centre).
+    processes: dict[str, int] = field(default_factory=dict)
 
     @property
     def centre_server(self) -> ServerInfo:
@@ -357,7 +359,9 @@ class Stack:
             )
         self._say(f"{len(agencies)} adapters implemented: {', '.join(agencies)}")
 
-        with ThreadPoolExecutor(max_workers=12, thread_name_prefix="stack") as pool:
+        # Enough threads for every job at once: security-server jobs wait on adapter jobs.
+        workers = 2 * len(agencies) + 8
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stack") as pool:
             try:
                 return self._bring_up(pool, agencies, started, passphrase_file, prepare_stores)
             except BaseException:
@@ -401,27 +405,20 @@ class Stack:
             "--pki",
             str(keys["pki"]),
         )
-        stores = stores_job.result()
-        self.timings["stores"] = round(stores.seconds, 3)
         adapter_jobs = {
-            code: pool.submit(
-                self._launch, f"adapter-{code}", "adapter", *self._adapter_args(code, path, "0")
-            )
-            for code, path in stores.paths.items()
+            code: pool.submit(self._start_adapter, code, stores_job) for code in agencies
         }
         registry = registry_job.result()
         self._mark("registry-ready", started)
         self._say(f"registry ready on {registry.info['public']}")
 
         servers = self._server_plan(agencies)
+        centre_ss = f"{CENTRE_MEMBER}/ss1"
         with AdminClient.operator(registry.info, self.passphrase) as admin:
             t = time.perf_counter()
-            credentials = self._register(admin, agencies, servers)
-            admin.wait_published()
-            self._mark("registered", t)
-            consent_job = pool.submit(self._start_consent, keys, registry.info["public"])
-            adapters = {code: job.result() for code, job in adapter_jobs.items()}
-            self._mark("adapters-ready", started)
+            credentials = self._register_parties(admin, agencies, servers)
+            # Each security server starts as soon as it is registered and its adapters
+            # are up; it picks up the services published meanwhile at its next poll.
             ss_jobs = {
                 server_id: pool.submit(
                     self._start_server,
@@ -429,7 +426,7 @@ class Stack:
                     credentials[server_id],
                     registry.info["public"],
                     {
-                        str(a.publication.service_id): f"127.0.0.1:{adapters[a.code].info['port']}"
+                        str(a.publication.service_id): adapter_jobs[a.code]
                         for a in agencies.values()
                         if a.server_id == server_id
                     },
@@ -437,10 +434,20 @@ class Stack:
                 )
                 for server_id in servers
             }
-            consent = consent_job.result()
+            self._publish(admin, agencies)
+            admin.wait_published()
+            self._mark("registered", t)
+            # The consent service checks consent requests against the configuration it
+            # loads at start: it starts once every service is published.
+            consent = self._start_consent(keys, registry.info["public"])
             admin.set_consent_service(
                 f"127.0.0.1:{consent.info['port']}", keys["consent.cert"].read_bytes()
             )
+            centre_job: Future[GovbusProcess] | None = None
+            if options.centre:
+                centre_job = pool.submit(
+                    self._start_centre, keys, ss_jobs[centre_ss], consent, agencies
+                )
             ss_processes: dict[str, GovbusProcess] = {}
             for server_id, job in ss_jobs.items():
                 ss_processes[server_id] = job.result()
@@ -449,17 +456,10 @@ class Stack:
                 )
             version = admin.wait_published()
             self._mark("servers-started", started)
+        adapters = {code: job.result() for code, job in adapter_jobs.items()}
+        stores = stores_job.result()
+        self.timings["stores"] = round(stores.seconds, 3)
 
-        centre_job: Future[GovbusProcess] | None = None
-        centre_ss = f"{CENTRE_MEMBER}/ss1"
-        if options.centre:
-            centre_job = pool.submit(
-                self._start_centre,
-                keys,
-                f"127.0.0.1:{ss_processes[centre_ss].info['consumer']}",
-                consent,
-                agencies,
-            )
         self._wait_in_force(
             {sid: f"127.0.0.1:{p.info['consumer']}" for sid, p in ss_processes.items()}, version
         )
@@ -504,6 +504,7 @@ class Stack:
             seed=options.seed,
             startup_s=round(time.perf_counter() - started, 3),
             timings=dict(self.timings),
+            processes=self.pids(),
         )
         (self.run_dir / "stack.json").write_text(info.to_json())
         return info
@@ -538,6 +539,10 @@ class Stack:
         generate_key_file(files["pseudonym"])
         return files
 
+    def _start_adapter(self, code: str, stores: Future[Any]) -> GovbusProcess:
+        path = stores.result().paths[code]
+        return self._launch(f"adapter-{code}", "adapter", *self._adapter_args(code, path, "0"))
+
     def _adapter_args(self, code: str, db: Path, port: str) -> list[str]:
         return ["adapter", "serve", code, "--db", str(db), "--port", port, "--log-level", "warning"]
 
@@ -551,9 +556,10 @@ class Stack:
             plan[f"{PORTAL_MEMBER}/ss1"] = (PORTAL_MEMBER, "consumer", "")
         return plan
 
-    def _register(
+    def _register_parties(
         self, admin: Any, agencies: dict[str, _Agency], servers: dict[str, tuple[str, str, str]]
     ) -> dict[str, Any]:
+        """Members, subsystems, groups and security servers (with their certificates)."""
         from registry.bootstrap import register_server
 
         members = {a.member: a.title for a in agencies.values()}
@@ -584,6 +590,10 @@ class Stack:
             )
             for server_id in servers
         }
+        return credentials
+
+    def _publish(self, admin: Any, agencies: dict[str, _Agency]) -> None:
+        """Every adapter's service as its publish.json says, and the access rights."""
         breaker = (
             globalconf_pb2.BreakerSettings(
                 window_size=10, minimum_calls=4, failure_rate_threshold=0.5, open_ms=3000
@@ -611,7 +621,6 @@ class Stack:
                 if client == "group:portal" and not self.options.portal:
                     continue
                 admin.grant(service_id, client)
-        return credentials
 
     def _start_consent(self, keys: dict[str, Path], registry_public: str) -> GovbusProcess:
         state = self.run_dir / "consent"
@@ -645,11 +654,14 @@ class Stack:
         server_id: str,
         credentials: Any,
         registry_public: str,
-        adapters: dict[str, str],
+        adapters: dict[str, Future[GovbusProcess]],
         pseudonym_key: Path,
     ) -> GovbusProcess:
         directory = Path(credentials.directory)
-        lines = "\n".join(f'"{service}" = "{address}"' for service, address in adapters.items())
+        lines = "\n".join(
+            f'"{service}" = "127.0.0.1:{job.result().info["port"]}"'
+            for service, job in adapters.items()
+        )
         config = directory / "ss.toml"
         config.write_text(
             f'''server_id = "{server_id}"
@@ -686,7 +698,7 @@ checkpoint_interval_s = 5
     def _start_centre(
         self,
         keys: dict[str, Path],
-        consumer_address: str,
+        security_server: Future[GovbusProcess],
         consent: GovbusProcess,
         agencies: dict[str, _Agency],
     ) -> GovbusProcess:
@@ -696,7 +708,7 @@ checkpoint_interval_s = 5
         config = write_config(
             directory,
             client=CENTRE_SUBSYSTEM,
-            security_server=consumer_address,
+            security_server=f"127.0.0.1:{security_server.result().info['consumer']}",
             operator=OPERATOR_NAME,
             ca_cert=keys["ca.cert"],
             operator_key=keys["operator.key"],
@@ -799,7 +811,9 @@ checkpoint_interval_s = 5
         info = self.info
         old = info.adapters[code]
         adapters = {**info.adapters, code: AdapterInfo(**{**asdict(old), "pid": pid})}
-        self._info = StackInfo(**{**_shallow(info), "adapters": adapters})
+        processes = {**info.processes, f"adapter-{code}": pid}
+        self._info = StackInfo(**{**_shallow(info), "adapters": adapters, "processes": processes})
+        (self.run_dir / "stack.json").write_text(self._info.to_json())
 
 
 def _shallow(info: StackInfo) -> dict[str, Any]:
