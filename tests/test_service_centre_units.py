@@ -20,7 +20,6 @@ import grpc
 import pytest
 
 from consent.client import ConsentClient
-
 from govbus.client import Bus
 from govbus.errors import (
     ConfigInvalid,

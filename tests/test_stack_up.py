@@ -61,7 +61,7 @@ def test_govbus_up_serves_until_ctrl_c(
         assert {"registry", "consent", "centre", "adapter-address"} <= set(info["processes"])
         printed = output.read_text()
         assert info["centre_url"] in printed and "govbus ss status --address" in printed
-        with urllib.request.urlopen(info["centre_url"] + "/api/health", timeout=10) as answer:  # noqa: S310
+        with urllib.request.urlopen(info["centre_url"] + "/api/health", timeout=10) as answer:
             assert json.loads(answer.read())["ok"] is True
         consumer = info["servers"]["KZ/GOV/030140100014/ss1"]["consumer"]
         assert "conf" in run_cli("ss", "status", "--address", consumer).stdout.lower()
