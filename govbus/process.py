@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -33,6 +34,7 @@ class GovbusProcess:
         ready_flag: str = "--ready-file",
         log_path: Path | None = None,
         new_session: bool = False,
+        on_spawn: Callable[[int], None] | None = None,
     ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="govbus-proc-")
         self.ready_file = Path(self._dir.name) / "ready.json"
@@ -41,6 +43,8 @@ class GovbusProcess:
         # In its own session a child does not get the terminal's Ctrl-C: the parent stops
         # its children itself, in order.
         self.new_session = new_session
+        # Told the pid as soon as the process exists, before it is ready (a stack records it).
+        self.on_spawn = on_spawn
         self.args = [sys.executable, "-m", "govbus.cli", *args, ready_flag, str(self.ready_file)]
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
@@ -60,6 +64,8 @@ class GovbusProcess:
             start_new_session=self.new_session,
         )
         log.close()
+        if self.on_spawn is not None:
+            self.on_spawn(self.proc.pid)
         try:
             self.info = wait_for_ready_file(
                 self.ready_file,

@@ -25,8 +25,9 @@ their own session so that a Ctrl-C reaches only this process, which then stops
 them in order.
 
 A run lives in `<state>/run/` (wiped at each start; logs in `run/logs/`, the
-layout in `run/stack.json`); the store cache in `<cache>` survives. One stack per
-state folder (a lock file says so).
+layout in `run/stack.json`, every pid as it starts in `run/pids`); the store cache
+in `<cache>` survives. One stack per state folder (a lock file says so); a start
+first stops what a killed earlier stack left running in that folder.
 
 This module must never signal a process it did not start, nor bind anything but
 loopback.
@@ -37,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -212,6 +214,7 @@ class Stack:
         self._stopping = False
         self._lock_file: Any = None
         self._info: StackInfo | None = None
+        self._subsystems: set[str] = set()
         self.timings: dict[str, float] = {}
 
     # --- public API --------------------------------------------------------------------------
@@ -338,6 +341,7 @@ class Stack:
 
         options = self.options
         if self.run_dir.exists():
+            self._stop_leftovers()
             shutil.rmtree(self.run_dir)
         self.logs.mkdir(parents=True)
         passphrase_file = self.run_dir / "passphrase"
@@ -571,6 +575,7 @@ class Stack:
         if self.options.portal:
             members[PORTAL_MEMBER] = "Портал электронного правительства egov.kz"
             subsystems[PORTAL_SUBSYSTEM] = "Портал egov.kz"
+        self._subsystems = set(subsystems)
         for member, name in members.items():
             admin.add_member(member, name)
         for subsystem, name in subsystems.items():
@@ -580,6 +585,11 @@ class Stack:
                 continue
             admin.add_group(group)
             admin.add_group_member(group, subsystem)
+        named = {c for a in agencies.values() for c in a.publication.access}
+        for group in sorted(c for c in named if c.startswith("group:") and c not in GROUPS):
+            # An adapter may grant its service to a group of consumers this local bus does
+            # not run (e.g. the police): the group exists, empty, so the grant is recorded.
+            admin.add_group(group)
         credentials = {
             server_id: register_server(
                 admin,
@@ -594,6 +604,7 @@ class Stack:
 
     def _publish(self, admin: Any, agencies: dict[str, _Agency]) -> None:
         """Every adapter's service as its publish.json says, and the access rights."""
+        subsystems = self._subsystems
         breaker = (
             globalconf_pb2.BreakerSettings(
                 window_size=10, minimum_calls=4, failure_rate_threshold=0.5, open_ms=3000
@@ -619,6 +630,9 @@ class Stack:
             )
             for client in publication.access:
                 if client == "group:portal" and not self.options.portal:
+                    continue
+                if not client.startswith("group:") and client not in subsystems:
+                    self._say(f"{agency.code}: access for {client} skipped (not on this bus)")
                     continue
                 admin.grant(service_id, client)
 
@@ -784,6 +798,7 @@ checkpoint_interval_s = 5
             ready_timeout=self.options.ready_timeout_s,
             log_path=self.logs / f"{name}.log",
             new_session=True,
+            on_spawn=lambda pid: self._record_pid(name, pid),
         )
         with self._lock:
             if self._stopping:
@@ -800,6 +815,35 @@ checkpoint_interval_s = 5
                 raise ServiceUnavailable("the stack is stopping")
         return process
 
+    def _record_pid(self, name: str, pid: int) -> None:
+        """Every pid started, as it starts: a later start can stop the leftovers of a
+        stack that was itself killed (SIGKILL leaves its children running)."""
+        with self._lock, (self.run_dir / "pids").open("a") as pids:
+            pids.write(f"{pid} {name}\n")
+
+    def _stop_leftovers(self) -> None:
+        """SIGTERM processes a killed earlier stack left in this state folder: only pids it
+        recorded whose command line names this run folder (so never a reused pid)."""
+        try:
+            lines = (self.run_dir / "pids").read_text().split("\n")
+        except FileNotFoundError:
+            return
+        marker = str(self.run_dir).encode()
+        for line in lines:
+            pid_text, _, name = line.partition(" ")
+            if not pid_text.isdigit():
+                continue
+            pid = int(pid_text)
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker in command:
+                self._say(f"stopping {name} (pid {pid}) left running by an earlier stack")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                    _wait_gone(pid, 10.0)
+
     def _process(self, name: str) -> GovbusProcess:
         with self._lock:
             running = self._running.get(name)
@@ -814,6 +858,21 @@ checkpoint_interval_s = 5
         processes = {**info.processes, f"adapter-{code}": pid}
         self._info = StackInfo(**{**_shallow(info), "adapters": adapters, "processes": processes})
         (self.run_dir / "stack.json").write_text(self._info.to_json())
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Until `pid` has exited (it is not our child: no waitpid), then SIGKILL."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state == "Z":
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _shallow(info: StackInfo) -> dict[str, Any]:

@@ -19,16 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from service_centre.stack import Stack, StackOptions
 from tests.centre_bus import PERSONS, pid_alive, store_cache
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.e2e
 
 
-def test_govbus_up_serves_until_ctrl_c(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    state = tmp_path / "up"
+def _up(state: Path, cache: Path, output: Path) -> subprocess.Popen[bytes]:
+    """`govbus up` (one adapter, no portal) until it says it is running."""
     layout = state / "run" / "stack.json"
     command = [
         sys.executable,
@@ -40,22 +39,33 @@ def test_govbus_up_serves_until_ctrl_c(
         "--state",
         str(state),
         "--cache",
-        str(store_cache(tmp_path_factory)),
+        str(cache),
         "--adapter",
         "address",
         "--no-portal",
     ]
-    output = tmp_path / "up.log"
     with output.open("wb") as sink:
         process = subprocess.Popen(
             command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"}
         )
+    end = time.monotonic() + 120
+    while not (layout.exists() and b"running" in output.read_bytes()):
+        if process.poll() is not None or time.monotonic() > end:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"govbus up did not come up:\n{output.read_text()}")
+        time.sleep(0.1)
+    return process
+
+
+def test_govbus_up_serves_until_ctrl_c(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    state = tmp_path / "up"
+    layout = state / "run" / "stack.json"
+    output = tmp_path / "up.log"
+    process = _up(state, store_cache(tmp_path_factory), output)
     try:
-        end = time.monotonic() + 120
-        while not (layout.exists() and b"running" in output.read_bytes()):
-            assert process.poll() is None, output.read_text()
-            assert time.monotonic() < end, "govbus up did not come up"
-            time.sleep(0.1)
         info = json.loads(layout.read_text())
         pids = list(info["processes"].values())
         assert {"registry", "consent", "centre", "adapter-address"} <= set(info["processes"])
@@ -73,3 +83,30 @@ def test_govbus_up_serves_until_ctrl_c(
             process.wait()
     assert "everything stopped." in output.read_text()
     assert not [pid for pid in pids if pid_alive(pid)]
+
+
+def test_a_killed_stack_is_cleaned_up_by_the_next_start(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    state = tmp_path / "up"
+    cache = store_cache(tmp_path_factory)
+    process = _up(state, cache, tmp_path / "up.log")
+    leftovers = list(json.loads((state / "run" / "stack.json").read_text())["processes"].values())
+    process.kill()  # SIGKILL: no chance to stop its children, which run in their own sessions
+    process.wait()
+    assert all(pid_alive(pid) for pid in leftovers)
+    stack = Stack(
+        StackOptions(
+            state_dir=state,
+            cache_dir=cache,
+            persons=PERSONS,
+            adapters=("address",),
+            centre=False,
+            portal=False,
+        )
+    )
+    try:
+        stack.start()
+        assert not [pid for pid in leftovers if pid_alive(pid)]
+    finally:
+        stack.stop()
