@@ -142,6 +142,7 @@ def show_situation(situation: dict[str, Any]) -> None:
         "in flight",
         "calls",
         "queued at ЦОН",
+        "waiting",
         "last failure",
         title=f"situation centre — ЦОН queue depth {situation['queue_depth']}",
     )
@@ -155,6 +156,7 @@ def show_situation(situation: dict[str, Any]) -> None:
             str(row["in_flight"]),
             str(row["calls"]),
             str(row["queued_steps"]),
+            str(row["waiting_steps"]),
             row["last_failure"][:60],
         )
     console.print(table)

@@ -283,6 +283,7 @@ def situation_page(situation: Situation) -> str:
             "сброшено",
             "вызовов",
             "в очереди ЦОН",
+            "ждут другие реестры",
             "последний сбой",
         ],
         (
@@ -297,6 +298,7 @@ def situation_page(situation: Situation) -> str:
                 str(r.shed),
                 str(r.calls),
                 str(r.queued_steps),
+                str(r.waiting_steps),
                 escape(r.last_failure),
             ]
             for r in situation.rows

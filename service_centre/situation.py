@@ -36,7 +36,8 @@ class AgencyRow:
     shed: int
     calls: int
     servers: str
-    queued_steps: int  # the service centre's own queue for this agency
+    queued_steps: int  # steps the service centre queued because this registry failed them
+    waiting_steps: int  # steps for this registry that wait on another registry's
     last_failure: str
 
     @property
@@ -115,6 +116,7 @@ def build_situation(
                 calls=status.calls if status is not None else 0,
                 servers=status.servers if status is not None else "",
                 queued_steps=queue.by_agency.get(agency, 0),
+                waiting_steps=queue.waiting_by_agency.get(agency, 0),
                 last_failure=f"{failure[0]}: {failure[1]}" if failure else "",
             )
         )

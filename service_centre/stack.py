@@ -336,18 +336,13 @@ class Stack:
         self._lock_file = handle
 
     def _start(self, started: float) -> StackInfo:
+        from adapters.population import World
         from adapters.sdk.agency import AGENCIES, adapter_codes, load
         from service_centre.stores import prepare_stores
 
         options = self.options
-        if self.run_dir.exists():
-            self._stop_leftovers()
-            shutil.rmtree(self.run_dir)
-        self.logs.mkdir(parents=True)
-        passphrase_file = self.run_dir / "passphrase"
-        passphrase_file.write_bytes(self.passphrase)
-        passphrase_file.chmod(0o600)
-
+        # Everything that can be refused is refused before the previous run is touched.
+        World(options.seed, options.persons)
         codes = list(options.adapters) if options.adapters is not None else adapter_codes()
         agencies: dict[str, _Agency] = {}
         for code in codes:
@@ -361,6 +356,13 @@ class Stack:
                 descriptor_set=adapter.descriptor_set(),
                 server_id=f"{publication.member}/ss1",
             )
+        if self.run_dir.exists():
+            self._stop_leftovers()
+            shutil.rmtree(self.run_dir)
+        self.logs.mkdir(parents=True)
+        passphrase_file = self.run_dir / "passphrase"
+        passphrase_file.write_bytes(self.passphrase)
+        passphrase_file.chmod(0o600)
         self._say(f"{len(agencies)} adapters implemented: {', '.join(agencies)}")
 
         # Enough threads for every job at once: security-server jobs wait on adapter jobs.

@@ -168,7 +168,8 @@ class QueueStats:
     depth: int  # steps queued or waiting
     queued: int
     waiting: int
-    by_agency: dict[str, int]
+    by_agency: dict[str, int]  # steps queued because this registry failed them
+    waiting_by_agency: dict[str, int]  # steps for this registry waiting on another's
     oldest_ms: int  # when the oldest queued step last changed; 0 when empty
     failures: dict[str, tuple[str, str, int]]  # agency -> (code, message, at_ms) of its last
     partial_visits: int
@@ -353,12 +354,15 @@ class VisitStore:
                 "SELECT state, COUNT(*) FROM steps WHERE state IN (?, ?) GROUP BY state", _IN_QUEUE
             ).fetchall()
         )
-        by_agency = dict(
-            self._db.execute(
-                "SELECT agency, COUNT(*) FROM steps WHERE state IN (?, ?) GROUP BY agency",
-                _IN_QUEUE,
-            ).fetchall()
-        )
+        by_agency: dict[str, int] = {}
+        waiting_by_agency: dict[str, int] = {}
+        for row in self._db.execute(
+            "SELECT agency, state, COUNT(*) AS n FROM steps WHERE state IN (?, ?)"
+            " GROUP BY agency, state",
+            _IN_QUEUE,
+        ):
+            target = by_agency if row["state"] == QUEUED else waiting_by_agency
+            target[row["agency"]] = int(row["n"])
         oldest = self._db.execute(
             "SELECT MIN(updated_ms) FROM steps WHERE state IN (?, ?)", _IN_QUEUE
         ).fetchone()[0]
@@ -377,6 +381,7 @@ class VisitStore:
             queued=queued,
             waiting=waiting,
             by_agency=by_agency,
+            waiting_by_agency=waiting_by_agency,
             oldest_ms=int(oldest or 0),
             failures=failures,
             partial_visits=int(partial),

@@ -36,15 +36,16 @@ FIVE = ("gbdfl", "zags", "address", "migration", "education")
 def stack_options(
     tmp: Path, cache: Path, *, adapters: tuple[str, ...] | None = FIVE, **kw: object
 ) -> StackOptions:
-    return StackOptions(
-        state_dir=tmp / "stack",
-        cache_dir=cache,
-        persons=PERSONS,
-        seed=SEED,
-        adapters=adapters,
-        queue_max_backoff_s=1.0,
-        **kw,  # type: ignore[arg-type]
-    )
+    settings: dict[str, object] = {
+        "state_dir": tmp / "stack",
+        "cache_dir": cache,
+        "persons": PERSONS,
+        "seed": SEED,
+        "adapters": adapters,
+        "queue_max_backoff_s": 1.0,
+        **kw,
+    }
+    return StackOptions(**settings)  # type: ignore[arg-type]
 
 
 def store_cache(factory: pytest.TempPathFactory) -> Path:

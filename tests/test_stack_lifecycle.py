@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from govbus.errors import ConfigInvalid, ServiceUnavailable
+from govbus.errors import ConfigInvalid, InvalidRequest, ServiceUnavailable, UnknownService
 from service_centre.stack import Stack
 from service_centre.stores import cache_key
 from tests.centre_bus import SEED, live_children, pid_alive, stack_options, store_cache
@@ -94,3 +94,19 @@ def test_ctrl_c_during_start_up_stops_everything(
         stack.start()
     assert stack.pids() == {}
     assert set(live_children()) <= before
+
+
+def test_bad_options_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    before = set(live_children())
+    for options, error in [
+        (stack_options(tmp_path, tmp_path / "cache", adapters=ONE, persons=0), InvalidRequest),
+        (stack_options(tmp_path, tmp_path / "cache", adapters=("nothing",)), UnknownService),
+        (stack_options(tmp_path, tmp_path / "cache", adapters=("SDK",)), InvalidRequest),
+    ]:
+        stack = Stack(options)
+        with pytest.raises(error):
+            stack.start()
+        assert stack.pids() == {}
+    assert set(live_children()) <= before
+    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "stack" / "run").exists()  # nothing was created or wiped
