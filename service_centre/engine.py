@@ -29,6 +29,7 @@ import random
 import sqlite3
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -112,7 +113,11 @@ class VisitEngine:
         self.max_backoff_s = max_backoff_s
         self._clock = clock
         self._jitter = jitter
-        self._locks: dict[str, asyncio.Lock] = {}
+        # One lock per visit being advanced (the retrier and a page may both try); a lock
+        # lives only as long as someone holds or waits for it.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self.wake = asyncio.Event()
 
     def now_ms(self) -> int:
@@ -132,7 +137,10 @@ class VisitEngine:
         return composite
 
     def _lock(self, visit_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(visit_id, asyncio.Lock())
+        lock = self._locks.get(visit_id)
+        if lock is None:
+            lock = self._locks[visit_id] = asyncio.Lock()
+        return lock
 
     # --- opening a visit -------------------------------------------------------------------------
 
@@ -481,6 +489,8 @@ class Retrier:
                     self.rounds += 1
             except (GovbusError, sqlite3.Error) as exc:  # keep draining; say why it stalled
                 log.warning("queue round failed: %s", exc)
+            except Exception:  # a bug must not stop the queue for good: log it, go on
+                log.exception("queue round failed")
             engine.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(engine.wake.wait(), self.tick_s)
