@@ -115,9 +115,7 @@ class VisitEngine:
         self._jitter = jitter
         # One lock per visit being advanced (the retrier and a page may both try); a lock
         # lives only as long as someone holds or waits for it.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.wake = asyncio.Event()
 
     def now_ms(self) -> int:

@@ -371,9 +371,10 @@ class Stack:
             try:
                 return self._bring_up(pool, agencies, started, passphrase_file, prepare_stores)
             except BaseException:
-                with self._lock:
-                    self._stopping = True
                 pool.shutdown(wait=False, cancel_futures=True)
+                # Stop what runs before the pool is joined: a job waiting for a process to
+                # be ready then fails at once instead of waiting out its timeout.
+                self.stop()
                 raise
 
     def _bring_up(
