@@ -47,6 +47,7 @@ test: lint
 
 bench: $(INSTALL)
 	$(PY) -m loadtest.bench
+	$(VENV)/bin/pytest -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info

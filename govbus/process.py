@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,10 +32,19 @@ class GovbusProcess:
         cwd: Path | None = None,
         ready_timeout: float = 30.0,
         ready_flag: str = "--ready-file",
+        log_path: Path | None = None,
+        new_session: bool = False,
+        on_spawn: Callable[[int], None] | None = None,
     ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="govbus-proc-")
         self.ready_file = Path(self._dir.name) / "ready.json"
-        self.log_path = Path(self._dir.name) / "output.log"
+        # A caller that keeps the output after the process ends (the stack) names the file.
+        self.log_path = log_path or Path(self._dir.name) / "output.log"
+        # In its own session a child does not get the terminal's Ctrl-C: the parent stops
+        # its children itself, in order.
+        self.new_session = new_session
+        # Told the pid as soon as the process exists, before it is ready (a stack records it).
+        self.on_spawn = on_spawn
         self.args = [sys.executable, "-m", "govbus.cli", *args, ready_flag, str(self.ready_file)]
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
@@ -45,8 +55,17 @@ class GovbusProcess:
     def start(self) -> GovbusProcess:
         self.ready_file.unlink(missing_ok=True)
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdout=log, stderr=log)
+        self.proc = subprocess.Popen(
+            self.args,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=log,
+            stderr=log,
+            start_new_session=self.new_session,
+        )
         log.close()
+        if self.on_spawn is not None:
+            self.on_spawn(self.proc.pid)
         try:
             self.info = wait_for_ready_file(
                 self.ready_file,

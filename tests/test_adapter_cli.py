@@ -100,7 +100,7 @@ def test_descriptor_and_publish_command(tmp_path: Path) -> None:
     command = result.stdout.strip()
     assert command.startswith("govbus service publish KZ/GOV/010140100000/gbdfl/person-registry/v1")
     assert (
-        "--idempotent GetPerson" in command and "--consent-policy CONSENT_OR_LEGAL_BASIS" in command
+        "--idempotent GetPerson" in command and "--consent-policy consent-or-legal-basis" in command
     )
 
 

@@ -50,6 +50,11 @@ _CODE = re.compile(r"[a-z][a-z0-9]{1,30}")
 #: Names under adapters/ that are not agencies.
 RESERVED = frozenset({"sdk", "population", "cli"})
 CONSENT_POLICIES = ("CONSENT_NOT_REQUIRED", "CONSENT_REQUIRED", "CONSENT_OR_LEGAL_BASIS")
+_POLICY_WORDS = {
+    "CONSENT_NOT_REQUIRED": "not-required",
+    "CONSENT_REQUIRED": "required",
+    "CONSENT_OR_LEGAL_BASIS": "consent-or-legal-basis",
+}
 
 
 @dataclass(frozen=True)
@@ -197,8 +202,15 @@ class Publication:
             for method in service.methods
         ]
 
+    @property
+    def consent_policy_word(self) -> str:
+        """The policy as the registry's CLI and `AdminClient.publish_service` spell it."""
+        return _POLICY_WORDS[self.consent_policy]
+
     def publish_argv(self, descriptor_file: Path, server: str) -> list[str]:
-        """The `govbus service publish …` command line for this service."""
+        """The `govbus service publish …` command line for this service (the registry's
+        connection options come from `$GOVBUS_REGISTRY_ADMIN` and friends). Access rights
+        (`access`) are granted separately with `govbus access grant`."""
         argv = [
             "govbus",
             "service",
@@ -210,15 +222,18 @@ class Publication:
             self.grpc_service,
             "--server",
             server,
-            "--personal-data",
-            "true" if self.personal_data else "false",
+            "--personal-data" if self.personal_data else "--no-personal-data",
             "--consent-policy",
-            self.consent_policy,
+            self.consent_policy_word,
             "--deadline-ms",
             str(self.default_deadline_ms),
         ]
         for method in self.idempotent:
             argv += ["--idempotent", method]
+        for method, names in self.fields.items():
+            argv += ["--fields", f"{method}={','.join(names)}"]
+        if self.title:
+            argv += ["--description", self.title]
         return argv
 
 
