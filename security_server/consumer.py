@@ -460,7 +460,6 @@ class ConsumerSide:
             return ServiceUnavailable(
                 f"provider security server {server} is unreachable: {error.message}",
                 origin=Origin.PROVIDER_SS,
-                retry_after=1.0,
             )
         if code is grpc.StatusCode.DEADLINE_EXCEEDED and error.code == "DEADLINE_EXCEEDED":
             return error.with_origin(Origin.PROVIDER_SS)

@@ -419,7 +419,6 @@ class ProviderSide:
             return ServiceUnavailable(
                 f"the adapter of {service} is unreachable: {error.message}",
                 origin=Origin.PROVIDER,
-                retry_after=1.0,
             )
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeadlineExceeded(
