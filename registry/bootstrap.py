@@ -1,7 +1,7 @@
 """Bring a bus up in a few calls: for tests of other components, the demo and operators.
 
 A registry is started as a process (`serve_args` gives the argv for
-`govbus …`; `tests/procs.GovbusProcess` runs it and reads its ready file), then:
+`govbus …`; `govbus.process.GovbusProcess` runs it and reads its ready file), then:
 
 ```python
 admin = AdminClient.operator(registry.info, passphrase)

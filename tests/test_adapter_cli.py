@@ -14,8 +14,8 @@ from adapters.population import World
 from adapters.sdk import descriptor_set_bytes
 from govbus.ids import Iin
 from govbus.pb.agencies.gbdfl.v1 import gbdfl_pb2, gbdfl_pb2_grpc
+from govbus.process import GovbusProcess
 from tests.conftest import run_cli
-from tests.procs import GovbusProcess
 
 SEED, PERSONS = 3, 400
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from consent.sms import latest_code, read_outbox
+from govbus.process import GovbusProcess
 from tests.conftest import run_cli
 from tests.consent_world import ALICE, BOB, CLIENT, PURPOSE, S_PERSON, World
-from tests.procs import GovbusProcess
 
 pytestmark = pytest.mark.e2e
 

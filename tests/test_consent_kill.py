@@ -25,9 +25,9 @@ from govbus.crypto.keys import private_key_pem
 from govbus.crypto.pki import certificate_der, certificate_pem
 from govbus.errors import ConsentRevoked, ConsentStatusStale
 from govbus.pb.govbus.v1 import audit_pb2, consent_pb2, usage_pb2
+from govbus.process import GovbusProcess
 from tests.conftest import PASSPHRASE
 from tests.consent_world import ALICE, CLIENT, DAY_MS, PURPOSE, S_BIRTH, S_PERSON, World, until
-from tests.procs import GovbusProcess
 
 pytestmark = pytest.mark.e2e
 

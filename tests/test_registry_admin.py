@@ -31,11 +31,11 @@ from govbus.errors import (
 )
 from govbus.ids import Bin
 from govbus.pb.govbus.v1 import registry_pb2, registry_pb2_grpc
+from govbus.process import GovbusProcess
 from registry.bootstrap import register_server, request_admin_certificate, serve_args
 from registry.client import AdminClient, DiscoveryClient
 from registry.store_postgres import PostgresRegistryStore
 from tests.conftest import PASSPHRASE
-from tests.procs import GovbusProcess
 from tests.test_registry_descriptors import PERSON_SERVICE, person_descriptor_set
 
 _serials = itertools.count(1)

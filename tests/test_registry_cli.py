@@ -7,8 +7,8 @@ from pathlib import Path
 
 from govbus.crypto.pki import load_certificate
 from govbus.globalconf import verify_global_conf
+from govbus.process import GovbusProcess
 from tests.conftest import PASSPHRASE, run_cli
-from tests.procs import GovbusProcess
 from tests.test_registry_descriptors import PERSON_SERVICE, person_descriptor_set
 
 GBDFL = "KZ/GOV/040340123459"

@@ -28,10 +28,10 @@ from govbus.crypto.pki import (
 from govbus.errors import GlobalConfExpired, GlobalConfInvalid
 from govbus.globalconf import GlobalConfClient, file_source, grpc_source, sign_global_conf
 from govbus.pb.govbus.v1 import globalconf_pb2
+from govbus.process import GovbusProcess
 from registry.bootstrap import serve_args
 from registry.client import AdminClient, DiscoveryClient
 from tests.conftest import PASSPHRASE
-from tests.procs import GovbusProcess
 
 ENV = {"GOVBUS_KEY_PASSPHRASE": PASSPHRASE.decode()}
 MEMBER = "KZ/GOV/040340123459"
