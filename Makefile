@@ -45,9 +45,10 @@ format: $(INSTALL)
 test: lint
 	$(VENV)/bin/pytest -m "not slow"
 
+# The benchmarks, then the long runs marked slow (e.g. the fault tests on every agency).
 bench: $(INSTALL)
 	$(PY) -m loadtest.bench
-	$(VENV)/bin/pytest -m slow
+	$(VENV)/bin/pytest -m slow -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info

@@ -1,6 +1,9 @@
 """`govbus adapter …`: serve, fill, check, describe and scaffold agency adapters.
 
-- `serve CODE --db F`: run one adapter (JSON logs on stderr, ready file, /metrics).
+- `serve CODE --db F`: run one adapter (JSON logs on stderr, ready file, /metrics);
+  `--drill` also serves the fault-drill control (`govbus.v1.Drill`) on its port.
+- `drill --target HOST:PORT --delay-ms N | --clear`: make a drill-enabled adapter
+  answer N ms late, or normally again.
 - `populate [CODE…] --persons N --out DIR`: fill agency stores from the synthetic world.
 - `check CODE --target HOST:PORT`: run the contract-test kit against a running adapter.
 - `descriptor CODE --out F`: write the FileDescriptorSet to publish, and print the
@@ -55,9 +58,17 @@ def serve_command(
     ] = "info",
     trace: Annotated[str, typer.Option(help="span exporter: none or console")] = "none",
     grace: Annotated[float, typer.Option(help="seconds in-flight calls get on SIGTERM")] = 5.0,
+    drill: Annotated[
+        bool,
+        typer.Option(
+            help="serve the fault-drill control (govbus.v1.Drill) on the adapter's port, "
+            "to add latency on purpose (`govbus adapter drill`)"
+        ),
+    ] = False,
 ) -> None:
     """Serve one agency adapter until SIGTERM or Ctrl-C."""
     from adapters.sdk.agency import load
+    from adapters.sdk.drill import DrillControl
     from adapters.sdk.server import serve
     from adapters.sdk.telemetry import Telemetry, configure_logging
 
@@ -80,6 +91,47 @@ def serve_command(
         grace=grace,
         on_stop=[close_store],
         ready_info={"agency": code, "service": adapter.publication.grpc_service},
+        drill=DrillControl() if drill else None,
+    )
+
+
+@adapter_app.command("drill")
+def drill_command(
+    target: Annotated[str, typer.Option(help="host:port of an adapter served with --drill")],
+    delay_ms: Annotated[
+        int | None, typer.Option(help="answer every call this many ms late (0…600000)")
+    ] = None,
+    clear: Annotated[bool, typer.Option(help="answer normally again")] = False,
+) -> None:
+    """Fault drill: make a running adapter answer late on purpose, or normally again.
+
+    With neither option, print the drill's state.
+    """
+    import grpc
+
+    from adapters.sdk.drill import set_drill_delay
+    from govbus.errors import InvalidRequest, ServiceUnavailable, from_rpc_error
+    from govbus.pb.govbus.v1 import drill_pb2, drill_pb2_grpc
+
+    if clear and delay_ms is not None:
+        raise InvalidRequest("give --delay-ms or --clear, not both")
+    try:
+        if clear or delay_ms is not None:
+            state = set_drill_delay(target, 0 if clear else delay_ms or 0)
+        else:
+            with grpc.insecure_channel(target) as channel:
+                state = drill_pb2_grpc.DrillStub(channel).Status(
+                    drill_pb2.DrillStatusRequest(), timeout=5
+                )
+    except grpc.RpcError as exc:
+        if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+            raise ServiceUnavailable(
+                f"{target} serves no drill control: start the adapter with --drill"
+            ) from None
+        raise from_rpc_error(exc) from None
+    console.print(
+        f"{target}: drill delay {state.delay_ms} ms "
+        f"({state.delayed_calls} calls delayed since start)"
     )
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,8 @@ __all__ = [
     "RegisteredServer",
     "RegistryBus",
     "Server",
+    "ss_process",
+    "start_all",
     "start_ss",
     "wait_for_conf",
     "write_ss_config",
@@ -128,11 +131,17 @@ def write_ss_config(
     poll_s: float,
     adapters: dict[str, str],
     provider_listen: str = "",
+    metrics_listen: str = "",
     extra: str = "",
 ) -> Path:
     """Write `folder/ss.toml` for a server whose keys are `folder/{tls,signing}.{key,cert}.pem`."""
     lines = "\n".join(f'"{service}" = "{address}"' for service, address in adapters.items())
-    listen = f'[listen]\nprovider = "{provider_listen}"\n' if provider_listen else ""
+    listen = "".join(
+        f'{key} = "{value}"\n'
+        for key, value in (("provider", provider_listen), ("metrics", metrics_listen))
+        if value
+    )
+    listen = f"[listen]\n{listen}" if listen else ""
     config = folder / "ss.toml"
     config.write_text(
         f'''server_id = "{server_id}"
@@ -162,11 +171,32 @@ freshness_s = 30
     return config
 
 
-def start_ss(config: Path) -> GovbusProcess:
-    """`govbus ss serve --config CONFIG`, started and ready."""
+def ss_process(config: Path) -> GovbusProcess:
+    """`govbus ss serve --config CONFIG`, not started yet."""
     return GovbusProcess(
         "ss", "serve", "--config", str(config), env={"GOVBUS_KEY_PASSPHRASE": PASSPHRASE.decode()}
-    ).start()
+    )
+
+
+def start_ss(config: Path) -> GovbusProcess:
+    """`govbus ss serve --config CONFIG`, started and ready."""
+    return ss_process(config).start()
+
+
+def start_all(processes: Sequence[GovbusProcess]) -> list[GovbusProcess]:
+    """Start processes side by side (their imports and key loading overlap) and return
+    them once every one is ready; if one fails, the others are stopped and it raises."""
+    if len(processes) <= 1:
+        return [p.start() for p in processes]
+    with ThreadPoolExecutor(max_workers=min(len(processes), 32)) as pool:
+        futures = [pool.submit(p.start) for p in processes]
+        errors = [f.exception() for f in futures]
+    failed = [e for e in errors if e is not None]
+    if failed:
+        for process in processes:
+            process.close()
+        raise failed[0]
+    return list(processes)
 
 
 def _running(process: GovbusProcess | None) -> bool:
@@ -321,32 +351,75 @@ class Bus:
         return f"127.0.0.1:{process.info['port']}"
 
     def start_server(
-        self, server_id: str, *, extra: str = "", consent_staleness_s: float | None = None
+        self,
+        server_id: str,
+        *,
+        extra: str = "",
+        consent_staleness_s: float | None = None,
+        metrics: bool = False,
     ) -> Server:
         """Start a security server; `consent_staleness_s` bounds how old its copy of the
-        consent revocation feed may be before a service's stale-feed mode applies."""
+        consent revocation feed may be before a service's stale-feed mode applies;
+        `metrics` serves its Prometheus /metrics on a free port (`info["metrics"]`)."""
+        return self.start_servers(
+            [server_id], extra=extra, consent_staleness_s=consent_staleness_s, metrics=metrics
+        )[0]
+
+    def start_servers(
+        self,
+        server_ids: Sequence[str],
+        *,
+        extra: str | Mapping[str, str] = "",
+        consent_staleness_s: float | None = None,
+        metrics: bool = False,
+    ) -> list[Server]:
+        """Start several security servers at once (their start-ups overlap), each ready
+        when this returns; `extra` is one TOML text for all, or one per server id."""
+        configs = []
+        for server_id in server_ids:
+            server = self.servers[server_id]
+            text = extra if isinstance(extra, str) else extra.get(server_id, "")
+            if consent_staleness_s is not None:
+                text = f"{text}\n[consent]\nstaleness_s = {float(consent_staleness_s)}\n"
+            configs.append(
+                write_ss_config(
+                    server.folder,
+                    server_id,
+                    ca_certificate=self.ca.directory / "ca.cert.pem",
+                    conf_source=f"file:{self.conf_path}",
+                    poll_s=self.poll_s,
+                    adapters=server.adapters,
+                    # A restarted server keeps its provider address: the configuration names it.
+                    provider_listen=server.address,
+                    metrics_listen="127.0.0.1:0" if metrics else "",
+                    extra=text,
+                )
+            )
+        processes = start_all([ss_process(config) for config in configs])
+        started = []
+        for server_id, process in zip(server_ids, processes, strict=True):
+            server = self.servers[server_id]
+            self.processes.append(process)
+            server.process = process
+            server.address = f"127.0.0.1:{process.info['provider']}"
+            for entry in self.conf.security_servers:
+                if entry.id == server_id:
+                    entry.address = server.address
+            started.append(server)
+        return started
+
+    def stop_server(self, server_id: str) -> str:
+        """SIGTERM one security server and wait for it; returns what it printed. Its
+        provider address stays in the configuration: a restart binds it again."""
         server = self.servers[server_id]
-        if consent_staleness_s is not None:
-            extra = f"{extra}\n[consent]\nstaleness_s = {float(consent_staleness_s)}\n"
-        config = write_ss_config(
-            server.folder,
-            server_id,
-            ca_certificate=self.ca.directory / "ca.cert.pem",
-            conf_source=f"file:{self.conf_path}",
-            poll_s=self.poll_s,
-            adapters=server.adapters,
-            # A restarted server keeps its provider address: the configuration names it.
-            provider_listen=server.address,
-            extra=extra,
-        )
-        process = start_ss(config)
-        self.processes.append(process)
-        server.process = process
-        server.address = f"127.0.0.1:{process.info['provider']}"
-        for entry in self.conf.security_servers:
-            if entry.id == server_id:
-                entry.address = server.address
-        return server
+        process, server.process = server.process, None
+        if process is None:
+            return ""
+        process.stop()
+        output = process.output()
+        process.close()
+        self.processes.remove(process)
+        return output
 
     def wait_for_conf(self, version: int, timeout: float = 20.0) -> None:
         """Block until every running security server has `version` in force."""

@@ -46,7 +46,7 @@ from security_server.policy import check_shape, check_size
 from security_server.records import ExchangeLog, RecordFactory, append_signed
 from security_server.resilience import Endpoint, ExchangeGuard, Send
 
-__all__ = ["ConsumerSide", "answer_error"]
+__all__ = ["ConsumerSide", "answer_error", "own_time_left"]
 
 log = logging.getLogger("govbus.ss.consumer")
 
@@ -59,6 +59,22 @@ _SKIP_PREFIXES = ("/grpc.health.", "/grpc.reflection.", "/govbus.v1.SecurityServ
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def own_time_left(caller_time_left: float | None) -> float | None:
+    """The exchange's own deadline: the caller's, less a little time kept back to answer.
+
+    With the very same deadline the caller's own timer often fires first and cancels
+    the call here; a registry that never answers would then look like callers hanging
+    up, never like a failure, and its breaker would never open. Keeping back 5 %
+    (20 ms to 200 ms, at most half) lets this server see the deadline pass, log it,
+    count it and answer `DEADLINE_EXCEEDED` before the caller gives up (Envoy's
+    `grpc_timeout_header_offset` does the same for the same reason).
+    """
+    if caller_time_left is None or not caller_time_left > 0:
+        return caller_time_left  # none given, or already spent: Deadline.after says so
+    kept = min(max(caller_time_left * 0.05, 0.02), 0.2, caller_time_left / 2)
+    return caller_time_left - kept
 
 
 def answer_error(header: envelope_pb2.Header) -> GovbusError:
@@ -285,7 +301,7 @@ class ConsumerSide:
             service,
             method,
             body,
-            context.time_remaining(),
+            own_time_left(context.time_remaining()),
             started_ns,
             span,
         )

@@ -76,6 +76,8 @@ def test_open_refuses_at_once_with_remaining_open_time() -> None:
         breaker.allow()
     assert refused.value.retry_after == pytest.approx(3.5)
     assert refused.value.metadata["guard"] == "circuit_breaker"
+    # Regression: the refusal is the consumer SS's own, as the consumer guide says.
+    assert refused.value.origin is Origin.CONSUMER_SS
     status = refused.value.to_status_proto()
     assert len(status.details) == 2  # ErrorInfo + RetryInfo on the wire
     assert breaker.snapshot().rejected == 1

@@ -33,6 +33,7 @@ from govbus.crypto.pki import (
 from govbus.errors import Origin
 from govbus.pb.govbus.v1 import audit_pb2, diagnostics_pb2, diagnostics_pb2_grpc, envelope_pb2
 from loadtest.harness import DIAG_METHODS, PASSPHRASE, Bus
+from security_server.consumer import own_time_left
 from security_server.envelope import seal
 from tests.conftest import run_cli
 
@@ -155,6 +156,17 @@ def test_deadline_propagates(bus: Bus) -> None:
 
     with pytest.raises(errors.DeadlineExceeded):
         asyncio.run(run())
+
+
+def test_own_deadline_keeps_back_a_little_of_the_callers() -> None:
+    """The consumer SS's deadline passes just before its caller's, so it sees (logs and
+    counts in the breaker) a registry that did not answer, not a caller hanging up."""
+    assert own_time_left(None) is None
+    assert own_time_left(1.5) == pytest.approx(1.425)  # 5 %
+    assert own_time_left(0.2) == pytest.approx(0.18)  # at least 20 ms
+    assert own_time_left(30.0) == pytest.approx(29.8)  # at most 200 ms
+    assert own_time_left(0.01) == pytest.approx(0.005)  # at most half
+    assert own_time_left(-1.0) == -1.0  # spent stays spent
 
 
 # --- refusals at the consumer side -----------------------------------------------------

@@ -10,6 +10,7 @@
   `publish.json`.
 - `check_adapter` / `check_agency` / `ContractSamples`: the contract-test kit.
 - `RunningAdapter` / `run_agency`: run an adapter in a test.
+- `DrillControl` / `set_drill_delay`: fault drills, an adapter answering late on purpose.
 """
 
 from adapters.sdk.agency import (
@@ -33,6 +34,7 @@ from adapters.sdk.contract import (
 )
 from adapters.sdk.database import bulk_load, open_database
 from adapters.sdk.descriptors import descriptor_set_bytes
+from adapters.sdk.drill import DrillControl, set_drill_delay
 from adapters.sdk.server import AdapterServer, serve, serve_async
 from adapters.sdk.telemetry import Telemetry, configure_logging, mask_identifiers
 from adapters.sdk.testing import RunningAdapter, run_agency
@@ -45,6 +47,7 @@ __all__ = [
     "AgencyInfo",
     "ContractReport",
     "ContractSamples",
+    "DrillControl",
     "MethodSpec",
     "Publication",
     "RequestContext",
@@ -63,5 +66,6 @@ __all__ = [
     "run_agency",
     "serve",
     "serve_async",
+    "set_drill_delay",
     "vocabulary_code",
 ]

@@ -8,6 +8,7 @@ that, per call:
 1. parses the `govbus-*` metadata into a `RequestContext` (bad ones refused) and
    makes it `RequestContext.current()`;
 2. refuses a request whose `iin` field names someone other than `govbus-subject`;
+   waits a fault drill's delay, when the adapter runs with one (`adapters.sdk.drill`);
 3. runs the servicer method inside a SERVER span continuing `traceparent`;
 4. maps exceptions: a `GovbusError` ends the call with its status and ErrorInfo;
    `NotImplementedError` (the generated base class) becomes UNKNOWN_METHOD; anything
@@ -38,6 +39,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from adapters.sdk.context import RequestContext, _reset_current, _set_current
+from adapters.sdk.drill import DrillControl
 from adapters.sdk.telemetry import Telemetry, mask_identifiers
 from govbus.errors import (
     ConfigInvalid,
@@ -95,10 +97,26 @@ def _traceparent_context(ctx: RequestContext) -> otel_context.Context | None:
 class _Call:
     """Per-method state prepared once: names, metric children, span attributes."""
 
-    __slots__ = ("codes", "latency", "method", "short", "span_name", "subject_field", "tel")
+    __slots__ = (
+        "codes",
+        "drill",
+        "latency",
+        "method",
+        "short",
+        "span_name",
+        "subject_field",
+        "tel",
+    )
 
-    def __init__(self, full_method: str, telemetry: Telemetry, subject_field: str | None) -> None:
+    def __init__(
+        self,
+        full_method: str,
+        telemetry: Telemetry,
+        subject_field: str | None,
+        drill: DrillControl | None = None,
+    ) -> None:
         self.method = full_method
+        self.drill = drill
         self.short = full_method.rsplit("/", 1)[-1]
         self.span_name = full_method.lstrip("/")
         self.tel = telemetry
@@ -234,6 +252,8 @@ def _unary(call: _Call, behavior: Callable[..., Any]) -> Callable[..., Any]:
         outcome = _Outcome(call)
         try:
             outcome.open(context, request)
+            if call.drill is not None:
+                await call.drill.hold()
             result = behavior(request, context)
             if inspect.isawaitable(result):
                 result = await result
@@ -262,6 +282,8 @@ def _stream(call: _Call, behavior: Callable[..., Any]) -> Callable[..., Any]:
         items = 0
         try:
             outcome.open(context, request)
+            if call.drill is not None:
+                await call.drill.hold()
             produced = behavior(request, context)
             if hasattr(produced, "__aiter__"):
                 async for item in produced:
@@ -292,12 +314,16 @@ def _stream(call: _Call, behavior: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def instrument(
-    service: ServiceHandlers, telemetry: Telemetry, *, subject_field: str | None = "iin"
+    service: ServiceHandlers,
+    telemetry: Telemetry,
+    *,
+    subject_field: str | None = "iin",
+    drill: DrillControl | None = None,
 ) -> dict[str, grpc.RpcMethodHandler]:
     """The service's handlers with every behaviour wrapped (see the module docstring)."""
     wrapped: dict[str, grpc.RpcMethodHandler] = {}
     for name, handler in service.handlers.items():
-        call = _Call(f"/{service.name}/{name}", telemetry, subject_field)
+        call = _Call(f"/{service.name}/{name}", telemetry, subject_field, drill)
         if handler.request_streaming:
             raise ConfigInvalid(
                 f"{service.name}/{name}: client-streaming methods are not supported by "

@@ -11,6 +11,8 @@ gives health and reflection for every service, a ready file with the bound ports
 SIGTERM/SIGINT, the error vocabulary, the `govbus-*` request context, JSON call logs,
 Prometheus metrics and OpenTelemetry spans (see `adapters.sdk.instrument`).
 `AdapterServer` is the same without the signal handling, for embedding and tests.
+Given a `DrillControl` (`--drill`), the server also serves `govbus.v1.Drill`, which
+adds latency before every answer for fault drills (see `adapters.sdk.drill`).
 
 This module must never bind anything but the host it is given (loopback by default).
 """
@@ -26,9 +28,11 @@ from typing import Any
 
 import grpc
 
+from adapters.sdk.drill import DRILL_SERVICE, DrillControl, DrillServicer
 from adapters.sdk.instrument import AddFn, ServiceHandlers, collect_handlers, instrument
 from adapters.sdk.telemetry import Telemetry
 from govbus.errors import ConfigInvalid
+from govbus.pb.govbus.v1 import drill_pb2_grpc
 from govbus.serving import (
     DEFAULT_OPTIONS,
     add_health_and_reflection,
@@ -56,6 +60,7 @@ class AdapterServer:
         subject_field: str | None = "iin",
         grace: float = 5.0,
         on_stop: Iterable[Callable[[], Awaitable[None]]] = (),
+        drill: DrillControl | None = None,
     ) -> None:
         if not servicers:
             raise ConfigInvalid("an adapter serves at least one servicer")
@@ -67,7 +72,9 @@ class AdapterServer:
         self.services: list[ServiceHandlers] = []
         for add_fn, servicer in servicers:
             self.services.extend(collect_handlers(add_fn, servicer))
-        self.service_names = sorted({s.name for s in self.services} | set(service_names))
+        self.drill = drill
+        extra = {DRILL_SERVICE} if drill is not None else set()
+        self.service_names = sorted({s.name for s in self.services} | set(service_names) | extra)
         self.subject_field = subject_field
         self.port = 0
         self.server: grpc.aio.Server | None = None
@@ -76,11 +83,15 @@ class AdapterServer:
     async def start(self) -> int:
         server = grpc.aio.server(options=DEFAULT_OPTIONS)
         for service in self.services:
-            handlers = instrument(service, self.telemetry, subject_field=self.subject_field)
+            handlers = instrument(
+                service, self.telemetry, subject_field=self.subject_field, drill=self.drill
+            )
             server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(service.name, handlers),)
             )
             server.add_registered_method_handlers(service.name, handlers)
+        if self.drill is not None:
+            drill_pb2_grpc.add_DrillServicer_to_server(DrillServicer(self.drill), server)
         self.health = add_health_and_reflection(server, self.service_names)
         self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
         if self.port == 0:
@@ -135,6 +146,7 @@ async def serve_async(
     on_stop: Iterable[Callable[[], Awaitable[None]]] = (),
     stop: asyncio.Event | None = None,
     ready_info: dict[str, Any] | None = None,
+    drill: DrillControl | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or `stop` is set); then stop gracefully."""
     adapter = AdapterServer(
@@ -146,6 +158,7 @@ async def serve_async(
         subject_field=subject_field,
         grace=grace,
         on_stop=on_stop,
+        drill=drill,
     )
     await adapter.start()
     info: dict[str, Any] = {
@@ -153,6 +166,7 @@ async def serve_async(
         "port": adapter.port,
         "pid": os.getpid(),
         "services": adapter.service_names,
+        "drill": drill is not None,
     }
     if metrics_port is not None:
         info["metrics_port"] = adapter.telemetry.start_metrics_server(metrics_port, host)

@@ -269,7 +269,9 @@ class CircuitBreaker:
         raise ServiceUnavailable(
             f"{self.name} is failing (circuit breaker {why} after {failure:.0%} failed and "
             f"{slow:.0%} slow calls); refused at once, retry in {retry_after:.1f} s",
-            origin=Origin.PROVIDER,
+            # Refused here, by this security server: the caller is told who answered
+            # (docs/consumer.md); the message says the registry is what failed.
+            origin=Origin.CONSUMER_SS,
             retry_after=retry_after,
             metadata={GUARD_KEY: "circuit_breaker"},
         )
