@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from audit_log.store import LeafRow
 from audit_log.store_sql import SqlLogStore
 from govbus.errors import AuditLogCorrupt, AuditLogUnavailable, ConfigInvalid, GovbusError
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "immediate_transaction"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -74,6 +74,22 @@ def _triggers() -> str:
     return "\n".join(out)
 
 
+@contextmanager
+def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    """A cursor inside `BEGIN IMMEDIATE … COMMIT` on `db` (opened with isolation_level=None),
+    rolled back on any error. IMMEDIATE takes the write lock before the first read, so a
+    read-then-write inside cannot interleave with another writer."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db.cursor()
+        db.execute("COMMIT")
+    except BaseException:
+        # SQLite may already have rolled back (a failed COMMIT); keep the first error.
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 class SqliteStore(SqlLogStore):
     """`LogStore` over one SQLite file."""
 
@@ -117,16 +133,8 @@ class SqliteStore(SqlLogStore):
             return AuditLogCorrupt(f"audit store {self.where}: {what}: {text}")
         return AuditLogUnavailable(f"audit store {self.where}: {what}: {text}")
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db.cursor()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+    def _transaction(self) -> AbstractContextManager[sqlite3.Cursor]:
+        return immediate_transaction(self._db)
 
     def _insert_records(self, cursor: Any, rows: Sequence[LeafRow]) -> None:
         cursor.executemany(
