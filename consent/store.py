@@ -26,7 +26,7 @@ import hmac
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -690,19 +690,7 @@ class SqlConsentStore:
                     "revocation_seq = ? WHERE id = ?",
                     (now_ms, by, seq, consent_id),
                 )
-            return StoredConsent(
-                found.consent_id,
-                found.request_id,
-                found.subject,
-                found.grantee,
-                found.signed,
-                found.not_before_ms,
-                found.expires_ms,
-                found.issued_ms,
-                now_ms,
-                by,
-                seq,
-            )
+            return replace(found, revoked_ms=now_ms, revoked_by=by, revocation_seq=seq)
 
         return await self._run(run)
 
