@@ -9,7 +9,7 @@ The security server's API:
 
 Modules: `merkle` (pure proof verification), `tree` (proof building), `note`
 (signed notes, checkpoints, cosignatures), `keys` (pseudonym and data keys),
-`store`/`store_sqlite`/`store_postgres` (storage), `log` (group-committed
+`store`/`store_sql`/`store_sqlite`/`store_postgres` (storage), `log` (group-committed
 appends), `witness` (the co-signing witness), `bus_witness` (the witness as the
 registry hosts it and security servers reach it), `auditor` and
 `evidence` (the auditor's tools), `cli` (`govbus audit …`).

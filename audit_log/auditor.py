@@ -24,15 +24,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from audit_log import merkle
-from audit_log.hashing import node_hash
 from audit_log.keys import Pseudonymizer
 from audit_log.note import Checkpoint, NoteKey, SignedNote, verify_checkpoint
 from audit_log.records import index_suffix, parse_leaf
 from audit_log.store import LogStore, StoredCheckpoint, TreeHead
-from audit_log.tree import NODE_STRIDE, InclusionProof, consistency_proof, inclusion_proof
+from audit_log.tree import (
+    NODE_STRIDE,
+    Frontier,
+    InclusionProof,
+    consistency_proof,
+    inclusion_proof,
+)
 from govbus.errors import AuditLogCorrupt, GovbusError, InvalidRequest, NotFound, SignatureInvalid
 from govbus.pb.govbus.v1 import audit_pb2
 
@@ -66,35 +71,6 @@ class _Target:
     size: int
     root: bytes
     source: str
-
-
-@dataclass
-class _Walk:
-    """The streaming state of a verification: the tree's right edge as it grows."""
-
-    stack: list[bytes] = field(default_factory=list)
-    count: int = 0
-
-    def push(self, digest: bytes, completed: list[tuple[int, int, bytes]]) -> None:
-        index = self.count
-        level = 0
-        stack = self.stack
-        while index & 1:
-            digest = node_hash(stack.pop(), digest)
-            index >>= 1
-            level += 1
-            if level % NODE_STRIDE == 0:
-                completed.append((level, index, digest))
-        stack.append(digest)
-        self.count += 1
-
-    def root(self) -> bytes:
-        if not self.stack:
-            return merkle.root([])
-        result = self.stack[-1]
-        for left in reversed(self.stack[:-1]):
-            result = node_hash(left, result)
-        return result
 
 
 def trusted_checkpoints(
@@ -190,23 +166,23 @@ class _StoreVerifier:
         total = max([count, (high or 0) + 1, head.size if head else 0, *self.targets])
         if self.check_nodes:
             self._load_nodes(total)
-        walk = _Walk()
+        frontier = Frontier()
         completed: list[tuple[int, int, bytes]] = []
         step = 1 << 14
         for index, stored_hash, leaf in self.store.scan(0, 1 << 62):
-            digest = self._check_record(walk.count, index, stored_hash, leaf)
-            walk.push(digest, completed)
+            digest = self._check_record(frontier.size, index, stored_hash, leaf)
+            frontier.append(digest, completed)
             if completed:
                 self._check_nodes(completed)
                 completed.clear()
-            target = self.targets.get(walk.count)
+            target = self.targets.get(frontier.size)
             if target is not None:
-                self._check_target(target, walk.root())
-            if progress is not None and walk.count % step == 0:
-                progress(walk.count, total)
+                self._check_target(target, frontier.root())
+            if progress is not None and frontier.size % step == 0:
+                progress(frontier.size, total)
         if progress is not None:
-            progress(walk.count, total)
-        return self._finish(walk, head)
+            progress(frontier.size, total)
+        return self._finish(frontier, head)
 
     def _check_record(self, expected: int, index: int, stored_hash: bytes, leaf: bytes) -> bytes:
         if index != expected:
@@ -252,8 +228,8 @@ class _StoreVerifier:
             )
         self.matched = target
 
-    def _finish(self, walk: _Walk, head: TreeHead | None) -> VerifyReport:
-        size = walk.count
+    def _finish(self, frontier: Frontier, head: TreeHead | None) -> VerifyReport:
+        size = frontier.size
         beyond = [t for t in self.targets.values() if t.size > size]
         if beyond:
             top = max(beyond, key=lambda t: t.size)
@@ -261,7 +237,7 @@ class _StoreVerifier:
                 f"the log is truncated: the {top.source} covers {top.size} records, the store "
                 f"holds {size}; records {size}..{top.size - 1} are missing"
             )
-        root = walk.root()
+        root = frontier.root()
         if head is not None and (head.size, head.root) != (size, root):
             raise AuditLogCorrupt(
                 f"the tree head (size {head.size}) does not match the {size} stored records"

@@ -8,21 +8,24 @@ own connection and see committed data only.
 Triggers refuse UPDATE and DELETE on every append-only table; the tree head is
 the one row that changes, and only forward from the size the writer expects.
 Any SQLite error is reported as `AuditLogUnavailable` (the disk, the file) or
-`AuditLogCorrupt` (a damaged file), never as a raw exception.
+`AuditLogCorrupt` (a damaged file), never as a raw exception. The queries are
+shared with PostgreSQL (`audit_log.store_sql`); this module opens the file,
+creates the schema and supplies the SQLite-only parts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from audit_log.store import Cosignature, LeafRow, StoredCheckpoint, TreeHead
-from govbus.errors import AuditLogCorrupt, AuditLogUnavailable, ConfigInvalid
+from audit_log.store import LeafRow
+from audit_log.store_sql import SqlLogStore
+from govbus.errors import AuditLogCorrupt, AuditLogUnavailable, ConfigInvalid, GovbusError
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "immediate_transaction"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -71,22 +74,30 @@ def _triggers() -> str:
     return "\n".join(out)
 
 
-def _translate(exc: sqlite3.Error, where: str) -> Exception:
-    text = str(exc)
-    if isinstance(exc, sqlite3.DatabaseError) and (
-        "malformed" in text or "not a database" in text or "corrupt" in text
-    ):
-        return AuditLogCorrupt(f"audit store {where}: the SQLite file is damaged ({text})")
-    if isinstance(exc, sqlite3.IntegrityError):
-        return AuditLogCorrupt(f"audit store {where}: {text}")
-    return AuditLogUnavailable(f"audit store {where}: {text}")
+@contextmanager
+def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    """A cursor inside `BEGIN IMMEDIATE … COMMIT` on `db` (opened with isolation_level=None),
+    rolled back on any error. IMMEDIATE takes the write lock before the first read, so a
+    read-then-write inside cannot interleave with another writer."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db.cursor()
+        db.execute("COMMIT")
+    except BaseException:
+        # SQLite may already have rolled back (a failed COMMIT); keep the first error.
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
-class SqliteStore:
+class SqliteStore(SqlLogStore):
     """`LogStore` over one SQLite file."""
+
+    Error = sqlite3.Error
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
+        self.where = str(path)
         if not create and not path.exists():
             raise ConfigInvalid(f"no audit log at {path}")
         try:
@@ -103,112 +114,34 @@ class SqliteStore:
             else:
                 self._db.execute("SELECT 1 FROM head LIMIT 1")
         except sqlite3.Error as exc:
-            raise _translate(exc, f"{path}: cannot open") from None
+            raise self._translate(exc, "cannot open") from None
         except OSError as exc:
             raise AuditLogUnavailable(f"audit store {path}: {exc.strerror}") from None
 
-    # --- writes -----------------------------------------------------------------------
+    def _sql(self, statement: str) -> str:
+        return statement
 
-    def append(
-        self,
-        expected_size: int,
-        rows: Sequence[LeafRow],
-        nodes: Sequence[tuple[int, int, bytes]],
-        head: TreeHead,
-        certificates: Sequence[tuple[bytes, bytes]] = (),
-    ) -> None:
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(
-                    "INSERT INTO records (idx, leaf_hash, record, request_id, subject, "
-                    "logged_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                if nodes:
-                    db.executemany("INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
-                if certificates:
-                    db.executemany(
-                        "INSERT OR IGNORE INTO certificates (sha256, der) VALUES (?, ?)",
-                        certificates,
-                    )
-                if expected_size == 0:
-                    cur = db.execute(
-                        "INSERT OR IGNORE INTO head (id, size, root, frontier) VALUES (0, ?, ?, ?)",
-                        (head.size, head.root, head.frontier),
-                    )
-                else:
-                    cur = db.execute(
-                        "UPDATE head SET size = ?, root = ?, frontier = ? "
-                        "WHERE id = 0 AND size = ?",
-                        (head.size, head.root, head.frontier, expected_size),
-                    )
-                if cur.rowcount != 1:
-                    raise AuditLogCorrupt(
-                        f"audit store {self.path}: the tree head is not at size {expected_size}; "
-                        "another writer changed the log"
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise _translate(exc, f"{self.path}: append failed") from None
-
-    def _write(self, sql: str, params: tuple[object, ...]) -> None:
-        try:
-            self._db.execute(sql, params)
-        except sqlite3.Error as exc:
-            raise _translate(exc, f"{self.path}: write failed") from None
-
-    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
-        self._write(
-            "INSERT INTO checkpoints (size, root, note, issued_at_ms) VALUES (?, ?, ?, ?)",
-            (checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.issued_at_ms),
-        )
-
-    def add_cosignature(self, cosignature: Cosignature) -> None:
-        self._write(
-            "INSERT OR IGNORE INTO cosignatures (size, witness, line, received_at_ms) "
-            "VALUES (?, ?, ?, ?)",
-            (cosignature.size, cosignature.witness, cosignature.line, cosignature.received_at_ms),
-        )
-
-    def set_meta(self, key: str, value: bytes) -> None:
-        self._write("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
-    # --- reads ------------------------------------------------------------------------
-
-    def _all(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
-        try:
-            return self._db.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise _translate(exc, f"{self.path}: read failed") from None
-
-    def read_head(self) -> TreeHead | None:
-        rows = self._all(
-            "SELECT size, CAST(root AS BLOB), CAST(frontier AS BLOB) FROM head WHERE id = 0"
-        )
-        if not rows:
-            return None
-        size, root, frontier = rows[0]
-        return TreeHead(int(size), bytes(root), bytes(frontier))
-
-    def level_hashes(self, level: int, start: int, end: int) -> list[bytes]:
-        if level == 0:
-            sql = (
-                "SELECT CAST(leaf_hash AS BLOB) FROM records WHERE idx >= ? AND idx < ? "
-                "ORDER BY idx"
+    def _translate(self, exc: Exception, what: str) -> GovbusError:
+        text = str(exc)
+        if isinstance(exc, sqlite3.DatabaseError) and (
+            "malformed" in text or "not a database" in text or "corrupt" in text
+        ):
+            return AuditLogCorrupt(
+                f"audit store {self.where}: {what}: the SQLite file is damaged ({text})"
             )
-            rows = self._all(sql, (start, end))
-        else:
-            sql = (
-                "SELECT CAST(hash AS BLOB) FROM nodes WHERE level = ? AND idx >= ? AND idx < ? "
-                "ORDER BY idx"
-            )
-            rows = self._all(sql, (level, start, end))
-        return [bytes(r[0]) for r in rows]
+        if isinstance(exc, sqlite3.IntegrityError):
+            return AuditLogCorrupt(f"audit store {self.where}: {what}: {text}")
+        return AuditLogUnavailable(f"audit store {self.where}: {what}: {text}")
+
+    def _transaction(self) -> AbstractContextManager[sqlite3.Cursor]:
+        return immediate_transaction(self._db)
+
+    def _insert_records(self, cursor: Any, rows: Sequence[LeafRow]) -> None:
+        cursor.executemany(
+            "INSERT INTO records (idx, leaf_hash, record, request_id, subject, logged_at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
 
     def scan(self, start: int, end: int) -> Iterator[tuple[int, bytes, bytes]]:
         try:
@@ -224,13 +157,7 @@ class SqliteStore:
                     return
                 yield from chunk
         except sqlite3.Error as exc:
-            raise _translate(exc, f"{self.path}: read failed") from None
-
-    def nodes(self, level: int) -> Iterator[tuple[int, bytes]]:
-        for idx, value in self._all(
-            "SELECT idx, CAST(hash AS BLOB) FROM nodes WHERE level = ? ORDER BY idx", (level,)
-        ):
-            yield int(idx), bytes(value)
+            raise self._translate(exc, "read failed") from None
 
     def records(self, indexes: Sequence[int]) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
@@ -242,48 +169,3 @@ class SqliteStore:
             rows = self._all(query, tuple(part))
             out += [(int(a), bytes(b)) for a, b in rows]
         return sorted(out)
-
-    def find_by_request(self, request_id: str) -> list[tuple[int, bytes]]:
-        rows = self._all(
-            "SELECT idx, CAST(record AS BLOB) FROM records WHERE request_id = ? ORDER BY idx",
-            (request_id,),
-        )
-        return [(int(a), bytes(b)) for a, b in rows]
-
-    def find_by_subject(
-        self, subject: bytes, from_ms: int, to_ms: int, limit: int
-    ) -> list[tuple[int, bytes]]:
-        rows = self._all(
-            "SELECT idx, CAST(record AS BLOB) FROM records WHERE subject = ? AND logged_at_ms >= ? "
-            "AND logged_at_ms < ? ORDER BY logged_at_ms, idx LIMIT ?",
-            (subject, from_ms, to_ms, limit),
-        )
-        return [(int(a), bytes(b)) for a, b in rows]
-
-    def bounds(self) -> tuple[int, int | None, int | None]:
-        count, low, high = self._all("SELECT count(*), min(idx), max(idx) FROM records")[0]
-        return int(count), low, high
-
-    def checkpoints(self) -> list[StoredCheckpoint]:
-        rows = self._all("SELECT size, root, note, issued_at_ms FROM checkpoints ORDER BY size")
-        return [StoredCheckpoint(int(a), bytes(b), str(c), int(d)) for a, b, c, d in rows]
-
-    def cosignatures(self, size: int) -> list[Cosignature]:
-        rows = self._all(
-            "SELECT size, witness, line, received_at_ms FROM cosignatures WHERE size = ? "
-            "ORDER BY received_at_ms",
-            (size,),
-        )
-        return [Cosignature(int(a), str(b), str(c), int(d)) for a, b, c, d in rows]
-
-    def certificate(self, sha256: bytes) -> bytes | None:
-        rows = self._all("SELECT der FROM certificates WHERE sha256 = ?", (sha256,))
-        return bytes(rows[0][0]) if rows else None
-
-    def get_meta(self, key: str) -> bytes | None:
-        rows = self._all("SELECT value FROM meta WHERE key = ?", (key,))
-        return bytes(rows[0][0]) if rows else None
-
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.close()

@@ -25,13 +25,15 @@ key that came with a request.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -41,6 +43,7 @@ import grpc
 from audit_log import merkle
 from audit_log.note import Checkpoint, NoteKey, NoteSigner, parse_note, verify_checkpoint
 from audit_log.store import parse_store_url
+from audit_log.store_sqlite import immediate_transaction
 from audit_log.tree import ConsistencyProof
 from govbus.crypto.keys import PublicKey, Signer
 from govbus.errors import (
@@ -104,8 +107,75 @@ class WitnessStore(Protocol):
     def close(self) -> None: ...
 
 
-class SqliteWitnessStore:
+class _SqlWitnessStore(abc.ABC):
+    """`WitnessStore` over one SQL connection: the compare-and-set written once, with
+    `?` placeholders; a backend connects, creates the tables and supplies the parts below.
+    Every driver error is `AuditLogUnavailable`."""
+
+    #: The driver's base error class (PostgreSQL's is set on opening: psycopg loads lazily).
+    Error: type[Exception]
+    #: How error messages name this store.
+    where: str
+    # The driver's connection (sqlite3 and psycopg share the calls used here).
+    _db: Any
+
+    @abc.abstractmethod
+    def _sql(self, statement: str) -> str:
+        """The shared statement in this backend's placeholder style."""
+
+    @abc.abstractmethod
+    def _transaction(self, origin: str) -> AbstractContextManager[Any]:
+        """A cursor inside a write transaction that no other `advance` for `origin` runs
+        beside; committed on success, else rolled back."""
+
+    def latest(self, origin: str) -> WitnessState | None:
+        try:
+            row = self._db.execute(
+                self._sql("SELECT size, root, note FROM witness_latest WHERE origin = ?"),
+                (origin,),
+            ).fetchone()
+        except self.Error as exc:
+            raise AuditLogUnavailable(f"witness store {self.where}: {exc}") from None
+        return None if row is None else WitnessState(origin, int(row[0]), bytes(row[1]), row[2])
+
+    def advance(self, old_size: int, state: WitnessState, now_ms: int) -> int | None:
+        try:
+            with self._transaction(state.origin) as cur:
+                row = cur.execute(
+                    self._sql("SELECT size FROM witness_latest WHERE origin = ?"), (state.origin,)
+                ).fetchone()
+                current = 0 if row is None else int(row[0])
+                if current != old_size:
+                    return current
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO witness_latest (origin, size, root, note, updated_at_ms) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE SET size = "
+                        "excluded.size, root = excluded.root, note = excluded.note, "
+                        "updated_at_ms = excluded.updated_at_ms"
+                    ),
+                    (state.origin, state.size, state.root, state.note, now_ms),
+                )
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO witness_history (origin, size, root, note, at_ms) "
+                        "VALUES (?, ?, ?, ?, ?)"
+                    ),
+                    (state.origin, state.size, state.root, state.note, now_ms),
+                )
+        except self.Error as exc:
+            raise AuditLogUnavailable(f"witness store {self.where}: {exc}") from None
+        return None
+
+    def close(self) -> None:
+        with contextlib.suppress(self.Error):
+            self._db.close()
+
+
+class SqliteWitnessStore(_SqlWitnessStore):
     """The witness's state in one SQLite file (WAL, synchronous=FULL)."""
+
+    Error = sqlite3.Error
 
     def __init__(self, path: Path) -> None:
         try:
@@ -126,63 +196,26 @@ class SqliteWitnessStore:
         except (sqlite3.Error, OSError) as exc:
             raise AuditLogUnavailable(f"witness store {path}: {exc}") from None
         self.path = path
+        self.where = str(path)
 
-    def latest(self, origin: str) -> WitnessState | None:
-        try:
-            row = self._db.execute(
-                "SELECT size, root, note FROM witness_latest WHERE origin = ?", (origin,)
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise AuditLogUnavailable(f"witness store {self.path}: {exc}") from None
-        return None if row is None else WitnessState(origin, int(row[0]), bytes(row[1]), row[2])
+    def _sql(self, statement: str) -> str:
+        return statement
 
-    def advance(self, old_size: int, state: WitnessState, now_ms: int) -> int | None:
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute(
-                    "SELECT size FROM witness_latest WHERE origin = ?", (state.origin,)
-                ).fetchone()
-                current = 0 if row is None else int(row[0])
-                if current != old_size:
-                    db.execute("ROLLBACK")
-                    return current
-                db.execute(
-                    "INSERT INTO witness_latest (origin, size, root, note, updated_at_ms) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE SET size = "
-                    "excluded.size, root = excluded.root, note = excluded.note, "
-                    "updated_at_ms = excluded.updated_at_ms",
-                    (state.origin, state.size, state.root, state.note, now_ms),
-                )
-                db.execute(
-                    "INSERT INTO witness_history (origin, size, root, note, at_ms) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (state.origin, state.size, state.root, state.note, now_ms),
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise AuditLogUnavailable(f"witness store {self.path}: {exc}") from None
-        return None
-
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.close()
+    def _transaction(self, origin: str) -> AbstractContextManager[sqlite3.Cursor]:
+        # One writer at a time for the whole file: every origin is serialised.
+        return immediate_transaction(self._db)
 
 
-class PostgresWitnessStore:
-    """The witness's state in PostgreSQL (row lock on the origin for the compare-and-set)."""
+class PostgresWitnessStore(_SqlWitnessStore):
+    """The witness's state in PostgreSQL (a lock per origin for the compare-and-set)."""
 
     def __init__(self, conninfo: str, schema: str | None = None) -> None:
         import psycopg
         from psycopg import sql
 
-        self._psycopg = psycopg
+        self.Error = psycopg.Error
         self.schema = schema or "public"
+        self.where = "(PostgreSQL)"
         try:
             self._db = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
             ident = sql.Identifier(self.schema)
@@ -206,47 +239,16 @@ class PostgresWitnessStore:
         except psycopg.Error as exc:
             raise AuditLogUnavailable(f"witness store (PostgreSQL): {exc}") from None
 
-    def latest(self, origin: str) -> WitnessState | None:
-        try:
-            row = self._db.execute(
-                "SELECT size, root, note FROM witness_latest WHERE origin = %s", (origin,)
-            ).fetchone()
-        except self._psycopg.Error as exc:
-            raise AuditLogUnavailable(f"witness store (PostgreSQL): {exc}") from None
-        return None if row is None else WitnessState(origin, int(row[0]), bytes(row[1]), row[2])
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s")
 
-    def advance(self, old_size: int, state: WitnessState, now_ms: int) -> int | None:
-        db = self._db
-        try:
-            with db.transaction():
-                # Serialise submissions for one origin, even for its very first row.
-                db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (state.origin,))
-                row = db.execute(
-                    "SELECT size FROM witness_latest WHERE origin = %s FOR UPDATE",
-                    (state.origin,),
-                ).fetchone()
-                current = 0 if row is None else int(row[0])
-                if current != old_size:
-                    return current
-                db.execute(
-                    "INSERT INTO witness_latest (origin, size, root, note, updated_at_ms) "
-                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (origin) DO UPDATE SET size = "
-                    "excluded.size, root = excluded.root, note = excluded.note, "
-                    "updated_at_ms = excluded.updated_at_ms",
-                    (state.origin, state.size, state.root, state.note, now_ms),
-                )
-                db.execute(
-                    "INSERT INTO witness_history (origin, size, root, note, at_ms) "
-                    "VALUES (%s, %s, %s, %s, %s)",
-                    (state.origin, state.size, state.root, state.note, now_ms),
-                )
-        except self._psycopg.Error as exc:
-            raise AuditLogUnavailable(f"witness store (PostgreSQL): {exc}") from None
-        return None
-
-    def close(self) -> None:
-        with contextlib.suppress(self._psycopg.Error):
-            self._db.close()
+    @contextlib.contextmanager
+    def _transaction(self, origin: str) -> Iterator[Any]:
+        with self._db.transaction(), self._db.cursor() as cur:
+            # Serialise submissions for one origin, even for its very first row (there is
+            # no row to lock yet); every write to the tables happens under this lock.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (origin,))
+            yield cur
 
 
 def open_witness_store(url: str) -> WitnessStore:

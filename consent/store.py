@@ -26,7 +26,7 @@ import hmac
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -380,6 +380,24 @@ class SqlConsentStore:
     def _tx(self) -> contextlib.AbstractContextManager[_Tx]:
         return self._backend.transaction()
 
+    async def _select(
+        self, query: str, params: Sequence[Any], make: Callable[[tuple[Any, ...]], T]
+    ) -> list[T]:
+        """The rows of one read in its own transaction, each made into a record."""
+
+        def run() -> list[T]:
+            with self._tx() as tx:
+                rows = tx.execute(query, params)
+            return [make(row) for row in rows]
+
+        return await self._run(run)
+
+    async def _select_one(
+        self, query: str, params: Sequence[Any], make: Callable[[tuple[Any, ...]], T]
+    ) -> T | None:
+        found = await self._select(query, params, make)
+        return found[0] if found else None
+
     def _migrate(self) -> None:
         ddl = _SCHEMA.format(blob=self._backend.blob, bigint=self._backend.bigint)
         with self._tx() as tx:
@@ -421,12 +439,9 @@ class SqlConsentStore:
         await self._run(run)
 
     async def phone_of(self, subject: str) -> str | None:
-        def run() -> str | None:
-            with self._tx() as tx:
-                rows = tx.execute("SELECT phone FROM consent_phones WHERE subject = ?", (subject,))
-            return str(rows[0][0]) if rows else None
-
-        return await self._run(run)
+        return await self._select_one(
+            "SELECT phone FROM consent_phones WHERE subject = ?", (subject,), lambda r: str(r[0])
+        )
 
     # --- challenges ----------------------------------------------------------------
 
@@ -472,15 +487,11 @@ class SqlConsentStore:
         await self._run(run)
 
     async def get_challenge(self, challenge_id: str) -> Challenge | None:
-        def run() -> Challenge | None:
-            with self._tx() as tx:
-                rows = tx.execute(
-                    f"SELECT {_CHALLENGE_COLUMNS} FROM consent_challenges WHERE id = ?",  # noqa: S608 - constant column list
-                    (challenge_id,),
-                )
-            return _challenge(rows[0]) if rows else None
-
-        return await self._run(run)
+        return await self._select_one(
+            f"SELECT {_CHALLENGE_COLUMNS} FROM consent_challenges WHERE id = ?",  # noqa: S608 - constant column list
+            (challenge_id,),
+            _challenge,
+        )
 
     async def attempt_code(
         self, challenge_id: str, candidate_hash: bytes, now_ms: int, max_attempts: int
@@ -577,15 +588,11 @@ class SqlConsentStore:
         await self._run(run)
 
     async def get_request(self, request_id: str) -> PendingRequest | None:
-        def run() -> PendingRequest | None:
-            with self._tx() as tx:
-                rows = tx.execute(
-                    f"SELECT {_REQUEST_COLUMNS} FROM consent_requests WHERE id = ?",  # noqa: S608 - constant column list
-                    (request_id,),
-                )
-            return _request(rows[0]) if rows else None
-
-        return await self._run(run)
+        return await self._select_one(
+            f"SELECT {_REQUEST_COLUMNS} FROM consent_requests WHERE id = ?",  # noqa: S608 - constant column list
+            (request_id,),
+            _request,
+        )
 
     async def complete_request(self, request_id: str, consent: StoredConsent, now_ms: int) -> None:
         """Mark the request confirmed and store its consent, once."""
@@ -642,27 +649,19 @@ class SqlConsentStore:
         await self._run(run)
 
     async def get_consent(self, consent_id: str) -> StoredConsent | None:
-        def run() -> StoredConsent | None:
-            with self._tx() as tx:
-                rows = tx.execute(
-                    f"SELECT {_CONSENT_COLUMNS} FROM consent_consents WHERE id = ?",  # noqa: S608 - constant column list
-                    (consent_id,),
-                )
-            return _consent(rows[0]) if rows else None
-
-        return await self._run(run)
+        return await self._select_one(
+            f"SELECT {_CONSENT_COLUMNS} FROM consent_consents WHERE id = ?",  # noqa: S608 - constant column list
+            (consent_id,),
+            _consent,
+        )
 
     async def list_consents(self, subject: str) -> list[StoredConsent]:
-        def run() -> list[StoredConsent]:
-            with self._tx() as tx:
-                rows = tx.execute(
-                    f"SELECT {_CONSENT_COLUMNS} FROM consent_consents WHERE subject = ? "  # noqa: S608 - constant column list
-                    "ORDER BY issued_ms, id",
-                    (subject,),
-                )
-            return [_consent(row) for row in rows]
-
-        return await self._run(run)
+        return await self._select(
+            f"SELECT {_CONSENT_COLUMNS} FROM consent_consents WHERE subject = ? "  # noqa: S608 - constant column list
+            "ORDER BY issued_ms, id",
+            (subject,),
+            _consent,
+        )
 
     async def revoke(self, consent_id: str, now_ms: int, by: str) -> StoredConsent:
         """Revoke and append to the feed; revoking twice returns the first revocation."""
@@ -691,19 +690,7 @@ class SqlConsentStore:
                     "revocation_seq = ? WHERE id = ?",
                     (now_ms, by, seq, consent_id),
                 )
-            return StoredConsent(
-                found.consent_id,
-                found.request_id,
-                found.subject,
-                found.grantee,
-                found.signed,
-                found.not_before_ms,
-                found.expires_ms,
-                found.issued_ms,
-                now_ms,
-                by,
-                seq,
-            )
+            return replace(found, revoked_ms=now_ms, revoked_by=by, revocation_seq=seq)
 
         return await self._run(run)
 
@@ -729,9 +716,4 @@ class SqlConsentStore:
         allowed = {"consent_challenges", "consent_requests", "consent_consents", "consent_feed"}
         if table not in allowed:
             raise ConfigInvalid(f"unknown consent table {table}")
-
-        def run() -> list[tuple[Any, ...]]:
-            with self._tx() as tx:
-                return tx.execute(f"SELECT * FROM {table}")  # noqa: S608 - table from a fixed set
-
-        return await self._run(run)
+        return await self._select(f"SELECT * FROM {table}", (), tuple)  # noqa: S608 - table from a fixed set

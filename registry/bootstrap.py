@@ -123,25 +123,17 @@ class ServerKeyFiles:
 
 
 @dataclass(frozen=True, slots=True)
-class ServerCredentials:
-    """What a registered security server runs with (every path is a PEM file)."""
+class ServerCredentials(ServerKeyFiles):
+    """What a registered security server runs with: its key files and the certificates the
+    registry issued for them, in the same directory (every path is a PEM file)."""
 
     server_id: str
     member_id: str
     address: str
-    directory: Path
-
-    @property
-    def tls_key(self) -> Path:
-        return self.directory / "tls.key.pem"
 
     @property
     def tls_cert(self) -> Path:
         return self.directory / "tls.cert.pem"
-
-    @property
-    def signing_key(self) -> Path:
-        return self.directory / "signing.key.pem"
 
     @property
     def signing_cert(self) -> Path:
@@ -189,7 +181,9 @@ def register_server(
         files.signing_csr.read_bytes(),
         replace=replace,
     )
-    credentials = ServerCredentials(answer.server.id, answer.server.owner, address, directory)
+    credentials = ServerCredentials(
+        directory, server_id=answer.server.id, member_id=answer.server.owner, address=address
+    )
     atomic_write(credentials.tls_cert, answer.tls_certificate)
     atomic_write(credentials.signing_cert, answer.signing_certificate)
     atomic_write(credentials.ca_cert, answer.ca_certificate)

@@ -4,6 +4,8 @@ and the log submitting checkpoints to it over a real gRPC server."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,6 +184,62 @@ def test_racing_submissions_never_roll_back(tmp_path: Path, ca: CertificateAutho
     assert store.advance(4, WitnessState(ORIGIN, 9, bytes(32), "n"), 1) is None
     assert store.advance(4, WitnessState(ORIGIN, 6, bytes(32), "n"), 1) == 9
     assert store.latest(ORIGIN).size == 9  # type: ignore[union-attr]
+
+
+@pytest.mark.postgres
+def test_postgres_first_submissions_for_an_origin_are_serialised(pg_dsn: str) -> None:
+    """An origin's first row has no row to lock: a submission racing another one's first
+    row must wait for it and then see it (a stale answer), never overwrite it."""
+    import psycopg
+    from psycopg import sql
+
+    from audit_log.witness import WitnessState
+
+    schema, name = f"w_{uuid.uuid4().hex[:10]}", f"witness_race_{uuid.uuid4().hex[:8]}"
+    store = open_witness_store(f"{pg_dsn}?schema={schema}&application_name={name}")
+    answers: list[int | None] = []
+    racer = threading.Thread(
+        target=lambda: answers.append(
+            store.advance(0, WitnessState(ORIGIN, 4, bytes(32), "mine"), 2)
+        )
+    )
+
+    def racer_waits_on_a_lock(watcher: psycopg.Connection[tuple[int]]) -> bool:
+        row = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = %s AND wait_event_type = 'Lock'",
+            (name,),
+        ).fetchone()
+        return row is not None and row[0] > 0
+
+    try:
+        with (
+            psycopg.connect(pg_dsn, autocommit=True) as first,
+            psycopg.connect(pg_dsn, autocommit=True) as watcher,
+        ):
+            first.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+            with first.transaction():
+                # What another registry process does for the same origin: lock, insert.
+                first.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (ORIGIN,))
+                first.execute(
+                    "INSERT INTO witness_latest (origin, size, root, note, updated_at_ms) "
+                    "VALUES (%s, 9, %s, 'theirs', 1)",
+                    (ORIGIN, bytes(32)),
+                )
+                racer.start()
+                deadline = time.monotonic() + 30
+                while not racer_waits_on_a_lock(watcher):
+                    assert time.monotonic() < deadline, "the racing submission never waited"
+                    time.sleep(0.01)
+        racer.join(timeout=30)
+        assert answers == [9]
+        stored = store.latest(ORIGIN)
+        assert stored is not None
+        assert (stored.size, stored.note) == (9, "theirs")
+    finally:
+        if racer.ident is not None:
+            racer.join(timeout=30)
+        store.close()
 
 
 def test_log_submits_to_the_witness_over_grpc(tmp_path: Path, ca: CertificateAuthority) -> None:
