@@ -44,6 +44,7 @@ from govbus.pb.govbus.v1 import globalconf_pb2, security_server_pb2, security_se
 from govbus.process import GovbusProcess
 from registry.bootstrap import ServerCredentials, register_server, serve_args
 from registry.client import AdminClient
+from security_server.config import write_ss_config
 
 __all__ = [
     "DIAG_METHODS",
@@ -57,7 +58,6 @@ __all__ = [
     "start_all",
     "start_ss",
     "wait_for_conf",
-    "write_ss_config",
 ]
 
 PASSPHRASE = b"local-bus-passphrase"
@@ -120,55 +120,6 @@ class ConsentServiceProcess:
             and self.process.proc is not None
             and self.process.proc.poll() is None
         )
-
-
-def write_ss_config(
-    folder: Path,
-    server_id: str,
-    *,
-    ca_certificate: Path,
-    conf_source: str,
-    poll_s: float,
-    adapters: dict[str, str],
-    provider_listen: str = "",
-    metrics_listen: str = "",
-    extra: str = "",
-) -> Path:
-    """Write `folder/ss.toml` for a server whose keys are `folder/{tls,signing}.{key,cert}.pem`."""
-    lines = "\n".join(f'"{service}" = "{address}"' for service, address in adapters.items())
-    listen = "".join(
-        f'{key} = "{value}"\n'
-        for key, value in (("provider", provider_listen), ("metrics", metrics_listen))
-        if value
-    )
-    listen = f"[listen]\n{listen}" if listen else ""
-    config = folder / "ss.toml"
-    config.write_text(
-        f'''server_id = "{server_id}"
-state_dir = "state"
-
-{listen}
-[keys]
-ca_certificate = "{ca_certificate}"
-tls_key = "tls.key.pem"
-tls_certificate = "tls.cert.pem"
-signing_key = "signing.key.pem"
-signing_certificate = "signing.cert.pem"
-
-[globalconf]
-source = "{conf_source}"
-interval_s = {poll_s}
-
-[exchange]
-freshness_s = 30
-
-{extra}
-
-[adapters]
-{lines}
-'''
-    )
-    return config
 
 
 def ss_process(config: Path) -> GovbusProcess:
@@ -389,9 +340,12 @@ class Bus:
                     conf_source=f"file:{self.conf_path}",
                     poll_s=self.poll_s,
                     adapters=server.adapters,
-                    # A restarted server keeps its provider address: the configuration names it.
-                    provider_listen=server.address,
-                    metrics_listen="127.0.0.1:0" if metrics else "",
+                    listen={
+                        # A restarted server keeps its provider address: the
+                        # configuration names it.
+                        "provider": server.address,
+                        "metrics": "127.0.0.1:0" if metrics else "",
+                    },
                     extra=text,
                 )
             )

@@ -61,7 +61,7 @@ from typing import Any
 from govbus.errors import ConfigInvalid, InvalidIdentifier
 from govbus.ids import ServerId, ServiceId
 
-__all__ = ["SsConfig"]
+__all__ = ["SsConfig", "write_ss_config"]
 
 
 def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -187,3 +187,50 @@ class SsConfig:
             adapters=adapters,
             witness=witness,
         )
+
+
+def write_ss_config(
+    folder: Path,
+    server_id: str,
+    *,
+    ca_certificate: Path,
+    conf_source: str,
+    poll_s: float,
+    adapters: dict[str, str],
+    listen: dict[str, str] | None = None,
+    extra: str = "",
+) -> Path:
+    """Write `folder/ss.toml` for a server whose keys are `folder/{tls,signing}.{key,cert}.pem`.
+
+    `listen` sets `[listen]` addresses (consumer, provider, metrics); `extra` is TOML
+    appended as it is (further sections, e.g. `[audit]` or `[resilience]`).
+    """
+    lines = "\n".join(f'"{service}" = "{address}"' for service, address in adapters.items())
+    bound = "".join(f'{key} = "{value}"\n' for key, value in (listen or {}).items() if value)
+    config = folder / "ss.toml"
+    config.write_text(
+        f'''server_id = "{server_id}"
+state_dir = "state"
+
+{f"[listen]{chr(10)}{bound}" if bound else ""}
+[keys]
+ca_certificate = "{ca_certificate}"
+tls_key = "tls.key.pem"
+tls_certificate = "tls.cert.pem"
+signing_key = "signing.key.pem"
+signing_certificate = "signing.cert.pem"
+
+[globalconf]
+source = "{conf_source}"
+interval_s = {poll_s}
+
+[exchange]
+freshness_s = 30
+
+{extra}
+
+[adapters]
+{lines}
+'''
+    )
+    return config

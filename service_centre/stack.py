@@ -56,6 +56,7 @@ import grpc
 from govbus.errors import ConfigInvalid, ServiceUnavailable
 from govbus.pb.govbus.v1 import globalconf_pb2, security_server_pb2, security_server_pb2_grpc
 from govbus.process import GovbusProcess
+from security_server.config import write_ss_config
 
 __all__ = [
     "CENTRE_MEMBER",
@@ -675,38 +676,18 @@ class Stack:
         pseudonym_key: Path,
     ) -> GovbusProcess:
         directory = Path(credentials.directory)
-        lines = "\n".join(
-            f'"{service}" = "127.0.0.1:{job.result().info["port"]}"'
-            for service, job in adapters.items()
-        )
-        config = directory / "ss.toml"
-        config.write_text(
-            f'''server_id = "{server_id}"
-state_dir = "state"
-
-[listen]
-consumer = "127.0.0.1:0"
-provider = "127.0.0.1:0"
-metrics = "127.0.0.1:0"
-
-[keys]
-ca_certificate = "ca.cert.pem"
-tls_key = "tls.key.pem"
-tls_certificate = "tls.cert.pem"
-signing_key = "signing.key.pem"
-signing_certificate = "signing.cert.pem"
-
-[globalconf]
-source = "grpcs://{registry_public}"
-interval_s = {self.options.conf_interval_s}
-
-[audit]
-pseudonym_key = "{pseudonym_key}"
-checkpoint_interval_s = 5
-
-[adapters]
-{lines}
-'''
+        config = write_ss_config(
+            directory,
+            server_id,
+            ca_certificate=Path("ca.cert.pem"),
+            conf_source=f"grpcs://{registry_public}",
+            poll_s=self.options.conf_interval_s,
+            adapters={
+                service: f"127.0.0.1:{job.result().info['port']}"
+                for service, job in adapters.items()
+            },
+            listen={"consumer": "127.0.0.1:0", "provider": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+            extra=f'[audit]\npseudonym_key = "{pseudonym_key}"\ncheckpoint_interval_s = 5\n',
         )
         return self._launch(
             f"ss-{server_id.split('/')[2]}", "ss", "ss", "serve", "--config", str(config)
