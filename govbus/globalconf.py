@@ -178,8 +178,13 @@ class GlobalConfView:
         return self._legal_by_id.get(basis_id)
 
     def servers_of(self, service_id: str) -> list[globalconf_pb2.SecurityServer]:
+        """The security servers that serve `service_id` and can be called (have an address)."""
         service = self.service(service_id)
-        return [self.servers[s] for s in service.servers if s in self.servers]
+        return [
+            self.servers[s]
+            for s in service.servers
+            if s in self.servers and self.servers[s].address
+        ]
 
 
 def verify_global_conf(

@@ -112,7 +112,8 @@ def service_settings(
         endpoints = tuple(
             Endpoint(server_id, servers[server_id].address)
             for server_id in dict.fromkeys(service.servers)  # listed twice = once
-            if server_id in servers
+            # A server registered before its address is known cannot be called yet.
+            if server_id in servers and servers[server_id].address
         )
     return ServiceSettings(
         service_id=service.id,
