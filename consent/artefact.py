@@ -35,6 +35,7 @@ __all__ = [
     "check_artefact",
     "parse_signed_consent",
     "sign_consent",
+    "terms_of",
     "verify_citizen_signature",
     "verify_signed_consent",
 ]
@@ -131,6 +132,15 @@ def parse_signed_consent(raw: bytes) -> consent_pb2.SignedConsent:
     if not signed.artefact or not signed.signature.value or not signed.signer_certificate:
         raise ConsentInvalid("consent artefact is unsigned or incomplete")
     return signed
+
+
+def terms_of(raw: bytes) -> consent_pb2.ConsentArtefact:
+    """The terms inside a signed consent, parsed without verifying (for display, or to
+    learn its id); raise `ConsentInvalid` on garbage or a consent without id."""
+    artefact = _parse_artefact(parse_signed_consent(raw).artefact)
+    if not artefact.id:
+        raise ConsentInvalid("consent artefact has no id")
+    return artefact
 
 
 def _parse_artefact(data: bytes) -> consent_pb2.ConsentArtefact:

@@ -27,7 +27,7 @@ from typing import Any
 
 import grpc
 
-from consent.artefact import parse_signed_consent, verify_signed_consent
+from consent.artefact import terms_of, verify_signed_consent
 from govbus.crypto.keys import Signer
 from govbus.crypto.pki import TrustAnchor
 from govbus.errors import (
@@ -369,14 +369,10 @@ class ConsentHolder:
                 raw, self._anchor(), at=dt.datetime.fromtimestamp(self._clock(), dt.UTC)
             )
             return parsed.consent_id, parsed.expires_at_ms
-        signed = parse_signed_consent(raw)
-        artefact = consent_pb2.ConsentArtefact()
         try:
-            artefact.ParseFromString(signed.artefact)
-        except Exception:  # noqa: BLE001 - protobuf raises DecodeError and others on garbage
-            raise ConsentInvalid("not a consent artefact", origin=Origin.CLIENT) from None
-        if not artefact.id:
-            raise ConsentInvalid("consent artefact has no id", origin=Origin.CLIENT)
+            artefact = terms_of(raw)
+        except ConsentInvalid as exc:
+            raise exc.with_origin(Origin.CLIENT) from None
         return artefact.id, artefact.expires_at_ms
 
     def _keep(self, consent_id: str, raw: bytes, expires_ms: int) -> None:
