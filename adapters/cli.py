@@ -6,6 +6,7 @@
   answer N ms late, or normally again.
 - `populate [CODE…] --persons N --out DIR`: fill agency stores from the synthetic world.
 - `check CODE --target HOST:PORT`: run the contract-test kit against a running adapter.
+- `sample CODE METHOD`: a valid request from the synthetic world, as JSON (or one field).
 - `descriptor CODE --out F`: write the FileDescriptorSet to publish, and print the
   `govbus service publish` command.
 - `list`: the twenty agency contracts and which adapters are implemented.
@@ -184,6 +185,37 @@ def check_command(
     console.print(str(report).splitlines()[0])
     if not report.passed:
         raise typer.Exit(1)
+
+
+@adapter_app.command("sample")
+def sample_command(
+    code: CodeArg,
+    method: Annotated[str, typer.Argument(help="method name, e.g. ListRecords")],
+    persons: PersonsOpt = 100_000,
+    seed: SeedOpt = 1,
+    field: Annotated[str, typer.Option(help="print only this field's value")] = "",
+) -> None:
+    """A valid request to METHOD about someone in the synthetic world, as JSON: what to
+    send when trying the adapter by hand or through the bus."""
+    from google.protobuf import json_format
+
+    from adapters.population import World
+    from adapters.sdk.agency import load
+    from govbus.errors import InvalidRequest, UnknownMethod
+
+    samples = load(code).samples(World(seed, persons)).valid
+    if not samples.get(method):
+        known = ", ".join(sorted(samples)) or "none"
+        raise UnknownMethod(f"{code} has no sample for {method!r} (it has: {known})")
+    request = json_format.MessageToDict(samples[method][0], preserving_proto_field_name=True)
+    if not field:
+        typer.echo(json.dumps(request, ensure_ascii=False))
+    elif field in request:
+        typer.echo(request[field])
+    else:
+        raise InvalidRequest(
+            f"the {method} sample has no field {field!r} (it has: {', '.join(request)})"
+        )
 
 
 @adapter_app.command("descriptor")

@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consent.artefact import parse_signed_consent, verify_signed_consent
+from consent.artefact import terms_of, verify_signed_consent
 from consent.client import ConsentClient, consent_channel
 from consent.service import ConsentSettings, ServeOptions, serve
 from govbus.crypto.keys import KeySigner, load_private_key, passphrase_from_env, private_key_pem
@@ -98,6 +98,7 @@ EdsCertOpt = Annotated[
     Path | None, typer.Option("--eds-cert", help="the citizen's EDS certificate (PEM)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="print only the id (for scripts)")]
 
 
 def register(root: typer.Typer) -> None:
@@ -194,12 +195,6 @@ async def _token(
     return None
 
 
-def _artefact_of(record_bytes: bytes) -> consent_pb2.ConsentArtefact:
-    artefact = consent_pb2.ConsentArtefact()
-    artefact.ParseFromString(parse_signed_consent(record_bytes).artefact)
-    return artefact
-
-
 def _artefact_json(artefact: consent_pb2.ConsentArtefact) -> dict[str, Any]:
     return {
         "id": artefact.id,
@@ -218,7 +213,7 @@ def _artefact_json(artefact: consent_pb2.ConsentArtefact) -> dict[str, Any]:
 
 def _record_json(record: consent_pb2.ConsentRecord) -> dict[str, Any]:
     return {
-        **_artefact_json(_artefact_of(record.signed_consent)),
+        **_artefact_json(terms_of(record.signed_consent)),
         "state": _STATE_NAMES.get(record.state, "?"),
         "revoked_at_ms": record.revoked_at_ms,
         "revoked_by": record.revoked_by,
@@ -332,6 +327,7 @@ def request_command(
     operator_cert: OperatorCertOpt = None,
     passphrase_file: PassOpt = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Ask a citizen for consent; they confirm it by code, EDS or in person."""
     if method not in _METHODS or mode not in _MODES:
@@ -362,6 +358,9 @@ def request_command(
             passphrase_file=passphrase_file,
         )
     )
+    if quiet:
+        print(answer.request_id)
+        return
     if as_json:
         print(
             json.dumps(
@@ -400,6 +399,7 @@ def confirm_command(
     out: Annotated[Path | None, typer.Option(help="write the signed consent here")] = None,
     passphrase_file: PassOpt = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Confirm a requested consent by one-time code, EDS signature or in person."""
     ways = [code is not None, eds_key is not None, id_doc_type is not None]
@@ -428,10 +428,13 @@ def confirm_command(
     )
     if out is not None:
         out.write_bytes(record.signed_consent)
+    artefact = terms_of(record.signed_consent)
+    if quiet:
+        print(artefact.id)
+        return
     if as_json:
         print(json.dumps(_record_json(record)))
         return
-    artefact = _artefact_of(record.signed_consent)
     console.print(f"consent [bold]{artefact.id}[/] is active")
     if out is not None:
         console.print(f"signed consent written to {out}")
@@ -461,7 +464,7 @@ def show_command(
         ok = True
     except GovbusError as exc:
         verdict, ok = f"{exc.code}: {exc.message}", False
-    artefact = _artefact_of(raw)
+    artefact = terms_of(raw)
     if as_json:
         print(json.dumps({**_artefact_json(artefact), "state": state, "signature": verdict}))
     else:
@@ -507,7 +510,7 @@ def list_command(
         return
     table = Table("consent", "grantee", "services", "purpose", "valid until", "state")
     for record in records:
-        artefact = _artefact_of(record.signed_consent)
+        artefact = terms_of(record.signed_consent)
         table.add_row(
             artefact.id,
             artefact.grantee,

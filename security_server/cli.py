@@ -1,4 +1,5 @@
-"""`govbus ss …`: run and inspect a security server."""
+"""`govbus ss …`: run and inspect a security server; `govbus call`: call a service
+through one, as a consumer system does."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ console = Console()
 
 def register(app: typer.Typer) -> None:
     app.add_typer(ss, name="ss")
+    app.command("call")(call)
 
 
 ReadyOpt = Annotated[
@@ -117,3 +119,83 @@ def diagnostics(
         await run_until_signalled(server, grace=2.0, health_servicer=health)
 
     asyncio.run(run())
+
+
+def call(
+    service: Annotated[str, typer.Argument(help="service id KZ/GOV/<BIN>/<subsystem>/<code>/<v>")],
+    method: Annotated[str, typer.Argument(help="method name, e.g. GetPerson")],
+    request: Annotated[str, typer.Argument(help="the request as JSON (proto field names)")] = "{}",
+    bus: Annotated[
+        str, typer.Option("--bus", envvar="GOVBUS_BUS", help="your security server host:port")
+    ] = "127.0.0.1:8081",
+    client: Annotated[
+        str, typer.Option("--client", envvar="GOVBUS_CLIENT", help="your subsystem id")
+    ] = "",
+    subject: Annotated[str, typer.Option(help="IIN of the person the data is about")] = "",
+    purpose: Annotated[str, typer.Option(help="purpose code (ASCII)")] = "",
+    consent: Annotated[
+        Path | None,
+        typer.Option(help="the person's signed consent (from `govbus consent confirm --out`)"),
+    ] = None,
+    legal_basis: Annotated[str, typer.Option(help="registered legal basis id")] = "",
+    initiator: Annotated[str, typer.Option(help="the person at the keyboard")] = "",
+    deadline_ms: Annotated[
+        int, typer.Option(help="deadline (0: the service's default)", min=0)
+    ] = 0,
+    registry: Annotated[
+        str, typer.Option("--registry", envvar="GOVBUS_REGISTRY", help="registry public host:port")
+    ] = "",
+    ca: Annotated[
+        Path, typer.Option("--ca", envvar="GOVBUS_CA", help="registry CA certificate (PEM)")
+    ] = Path("pki/ca.cert.pem"),
+) -> None:
+    """Call a service through your security server, with no generated code: the request
+    and each answer are JSON, the contract comes from the registry."""
+    from govbus.client import Bus
+    from govbus.dynamic import DynamicService
+    from govbus.errors import ConfigInvalid
+    from registry.client import DiscoveryClient
+
+    if not client:
+        raise ConfigInvalid("no client subsystem: pass --client or set $GOVBUS_CLIENT")
+    if not registry:
+        raise ConfigInvalid("no registry address: pass --registry or set $GOVBUS_REGISTRY")
+    consent_id, artefact = _consent_file(consent) if consent is not None else ("", b"")
+    with DiscoveryClient.from_files(registry, ca=ca) as discovery:
+        published = discovery.descriptor(service)
+    contract = DynamicService(published.descriptor_set, published.grpc_service)
+    message = contract.request(method, request)
+    streaming = contract.method(method).server_streaming
+
+    async def run() -> None:
+        async with Bus(bus, client, initiator=initiator) as handle:
+            stub = handle.stub(
+                contract.stub,
+                service,
+                subject=subject or None,
+                purpose=purpose,
+                consent=consent_id or None,
+                consent_artefact=artefact or None,
+                legal_basis=legal_basis or None,
+            )
+            timeout = deadline_ms / 1000 if deadline_ms else None
+            if streaming:
+                async for answer in stub[method](message, timeout=timeout):
+                    typer.echo(contract.to_json(answer))
+            else:
+                typer.echo(contract.to_json(await stub[method](message, timeout=timeout)))
+
+    asyncio.run(run())
+
+
+def _consent_file(path: Path) -> tuple[str, bytes]:
+    """The id and bytes of a signed consent file (parsed, not verified: the provider's
+    security server verifies it)."""
+    from consent.artefact import terms_of
+    from govbus.errors import ConfigInvalid
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigInvalid(f"cannot read signed consent {path}: {exc.strerror}") from None
+    return terms_of(raw).id, raw

@@ -57,9 +57,13 @@ def up(
         list[str] | None,
         typer.Option("--adapter", help="run only this agency's adapter (repeatable; default all)"),
     ] = None,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(help="once running, write the variables to `source` here (removed on stop)"),
+    ] = None,
 ) -> None:
     """Start the whole bus on localhost and keep it running until Ctrl-C."""
-    from service_centre.stack import Stack, StackOptions
+    from service_centre.stack import Stack, StackOptions, write_env_file
 
     def progress(text: str) -> None:
         console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {text}", highlight=False)
@@ -81,16 +85,22 @@ def up(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    if env_file is not None:
+        env_file.unlink(missing_ok=True)  # what is there describes a stack that is gone
     try:
         console.print("starting the bus … (Ctrl-C stops everything)")
         info = stack.start()
         print_stack(info)
         console.print(exploration_help(info), highlight=False)
+        if env_file is not None:
+            write_env_file(env_file, info)
         console.print("[bold green]running[/] — Ctrl-C to stop")
         stopped.wait()
     except KeyboardInterrupt:
         console.print("\nstopping …")
     finally:
+        if env_file is not None:
+            env_file.unlink(missing_ok=True)
         stack.stop()
     console.print("everything stopped.")
 
@@ -144,11 +154,7 @@ def exploration_help(info: object) -> str:
     lines = [
         "",
         "[bold]Explore[/] (in another shell, from this folder):",
-        f'  export GOVBUS_KEY_PASSPHRASE="$(cat {info.passphrase_file})"',
-        f"  export GOVBUS_REGISTRY={info.registry_public} GOVBUS_CA={info.ca_cert}",
-        f"  export GOVBUS_REGISTRY_ADMIN={info.registry_admin}",
-        f"  export GOVBUS_ADMIN_CERT={info.operator_cert} GOVBUS_ADMIN_KEY={info.operator_key}",
-        f"  export GOVBUS_CONSENT_ADDRESS={info.consent_address} GOVBUS_CA_CERT={info.ca_cert}",
+        f"  source {info.run_dir}/env.sh   # GOVBUS_BUS, GOVBUS_CLIENT, GOVBUS_REGISTRY, …",
         f"  govbus ss status --address {centre.consumer}",
         "  govbus conf show",
         "  govbus discover services",

@@ -40,6 +40,7 @@ import fcntl
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import threading
@@ -71,6 +72,7 @@ __all__ = [
     "StackInfo",
     "StackOptions",
     "running_stack",
+    "write_env_file",
 ]
 
 #: The ЦОН (service centres) and the e-gov portal: the two consumers of the bus.
@@ -152,6 +154,9 @@ class StackInfo:
     consent_address: str
     consent_operator_address: str
     consent_outbox: str
+    #: The ЦОН operator's key and certificate (consent service, operator port).
+    counter_operator_cert: str
+    counter_operator_key: str
     centre_url: str
     centre_subsystem: str
     portal_subsystem: str
@@ -174,6 +179,33 @@ class StackInfo:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2)
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point `govbus` commands at this stack, seen from the ЦОН:
+        its security server and subsystem, the registry (public and, as its operator,
+        admin), the consent service's operator port with the counter operator's key,
+        and `GOVBUS_SERVICE_<CODE>` for every adapter's service id."""
+        return {
+            "GOVBUS_BUS": self.centre_server.consumer,
+            "GOVBUS_CLIENT": self.centre_subsystem,
+            "GOVBUS_REGISTRY": self.registry_public,
+            "GOVBUS_CA": self.ca_cert,
+            "GOVBUS_REGISTRY_ADMIN": self.registry_admin,
+            "GOVBUS_ADMIN_CERT": self.operator_cert,
+            "GOVBUS_ADMIN_KEY": self.operator_key,
+            "GOVBUS_CONSENT_ADDRESS": self.consent_operator_address,
+            "GOVBUS_CA_CERT": self.ca_cert,
+            "GOVBUS_OPERATOR_CERT": self.counter_operator_cert,
+            "GOVBUS_OPERATOR_KEY": self.counter_operator_key,
+            **{f"GOVBUS_SERVICE_{code.upper()}": a.service for code, a in self.adapters.items()},
+        }
+
+    def shell_exports(self) -> list[str]:
+        """`environment()` as POSIX shell lines; the key passphrase is read from its file,
+        never written out."""
+        lines = [f'export GOVBUS_KEY_PASSPHRASE="$(cat {shlex.quote(self.passphrase_file)})"']
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in self.environment().items()]
+        return lines
 
     @classmethod
     def from_json(cls, text: str) -> StackInfo:
@@ -490,6 +522,8 @@ class Stack:
             consent_address=f"127.0.0.1:{consent.info['port']}",
             consent_operator_address=f"127.0.0.1:{consent.info['operator_port']}",
             consent_outbox=consent.info["outbox"],
+            counter_operator_cert=str(keys["operator.cert"]),
+            counter_operator_key=str(keys["operator.key"]),
             centre_url=centre_url,
             centre_subsystem=CENTRE_SUBSYSTEM,
             portal_subsystem=PORTAL_SUBSYSTEM if options.portal else "",
@@ -515,6 +549,7 @@ class Stack:
             processes=self.pids(),
         )
         (self.run_dir / "stack.json").write_text(info.to_json())
+        write_env_file(self.run_dir / "env.sh", info)
         return info
 
     # --- the pieces ---------------------------------------------------------------------------
@@ -842,6 +877,15 @@ class Stack:
         processes = {**info.processes, f"adapter-{code}": pid}
         self._info = StackInfo(**{**_shallow(info), "adapters": adapters, "processes": processes})
         (self.run_dir / "stack.json").write_text(self._info.to_json())
+
+
+def write_env_file(path: Path, info: StackInfo) -> None:
+    """A shell file to `source` that points `govbus` commands at the stack (0600: it
+    names key files)."""
+    from govbus.crypto.keys import atomic_write
+
+    text = "# govbus on localhost: source this file\n" + "\n".join(info.shell_exports()) + "\n"
+    atomic_write(path, text.encode(), mode=0o600)
 
 
 def _wait_gone(pid: int, timeout: float) -> None:

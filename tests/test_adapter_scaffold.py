@@ -10,6 +10,7 @@ change the shared environment.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -89,6 +90,24 @@ def test_following_the_guide_gives_a_working_adapter(tmp_path: Path) -> None:
     assert (copy / "var" / "stores" / "dogs.db").exists()
     log = (copy / "var" / "dogs.log").read_text()
     assert '"event": "call"' in log  # the adapter logged the kit's calls
+    # The member id the guide prints is the one `new` gives dogs.
+    assert "govbus service publish KZ/GOV/151240346086/dogs/dogs/v1" in result.stdout
+    # Through the bus: the consented call answered with the person's records, the call
+    # without consent was refused by the provider's security server …
+    records = [json.loads(line) for line in result.stdout.splitlines() if '"record_id"' in line]
+    assert records and {r["iin"] for r in records} == {records[0]["iin"]}
+    assert "CONSENT_REQUIRED (PROVIDER_SS)" in result.stdout
+    # … and both security servers logged both exchanges in logs that verify.
+    info = json.loads((copy / "var" / "bus" / "run" / "stack.json").read_text())
+    for server in info["servers"].values():
+        audit = _run(
+            f".venv/bin/govbus audit verify --store {server['audit_store']} "
+            f"--cert {server['signing_cert']} --ca {info['ca_cert']}",
+            copy,
+        )
+        assert audit.returncode == 0, audit.stdout[-4000:]
+        verified = re.search(r"verified: (\d+) records", audit.stdout)
+        assert verified and int(verified.group(1)) >= 3, audit.stdout  # call, answer, refusal
 
     # What `new` wrote is clean code by the repository's own checks.
     generated = ["adapters/dogs", "tests/test_adapter_dogs.py"]
