@@ -412,3 +412,31 @@ def test_unknown_agency_is_a_clear_error() -> None:
         load("nosuchagency")
     with pytest.raises(InvalidRequest):
         load("../etc")
+
+
+def test_take_number_hands_out_each_number_once(tmp_path: Path) -> None:
+    from adapters.sdk.database import bulk_load, open_database, take_number
+
+    db = tmp_path / "seq.db"
+    tables = "CREATE TABLE sequence (kind TEXT PRIMARY KEY, next INTEGER NOT NULL);"
+    with bulk_load(db, tables=tables, schema_version=1):
+        pass
+    first, second = open_database(db, 1), open_database(db, 1)
+
+    def take(conn: Any, key: str, **kw: Any) -> int:
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            return take_number(conn, key, **kw)
+
+    # Two connections (two writers) share the series; another key has its own.
+    taken = [take(first if i % 2 else second, "A", first=100) for i in range(6)]
+    assert taken == [100, 101, 102, 103, 104, 105]
+    assert take(first, "B", first=7) == 7
+    # A series at its limit is refused and stays where it was.
+    with pytest.raises(FailedPrecondition, match="every ticket of the series"):
+        take(first, "A", first=100, limit=106, what="ticket")
+    assert take(first, "A", first=100) == 106
+    with pytest.raises(ValueError):
+        take_number(first, "A", first=0, column="kind; DROP TABLE sequence")
+    first.close()
+    second.close()

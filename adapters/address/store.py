@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from adapters.sdk.database import open_database
+from adapters.sdk.database import open_database, take_number
 
 __all__ = ["INDEXES", "INSERT", "SCHEMA_VERSION", "TABLES", "AddressStore"]
 
@@ -79,12 +79,7 @@ class AddressStore:
         """Insert an address; `make_rca(sequence)` gives its code. Returns the code."""
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            row = self.conn.execute("SELECT next FROM sequence WHERE kind = 'rca'").fetchone()
-            sequence = 1 if row is None else int(row[0])
-            self.conn.execute(
-                "INSERT INTO sequence VALUES ('rca', ?) ON CONFLICT (kind) DO UPDATE SET next = ?",
-                (sequence + 1, sequence + 1),
-            )
+            sequence = take_number(self.conn, "rca", first=1)
             rca = str(make_rca(sequence))
             self.conn.execute(INSERT, (rca, *values))
         return rca

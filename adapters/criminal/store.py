@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.sdk.database import open_database
+from adapters.sdk.database import open_database, take_number
 
 __all__ = [
     "CERTIFICATE_CONVICTION_INSERT",
@@ -148,12 +148,7 @@ class CriminalStore:
             existing = self.issued_on(iin, day, purpose)
             if existing is not None:
                 return str(existing["certificate_number"])
-            row = self._one("SELECT next FROM sequence WHERE year = ?", year)
-            serial = NEW_CERTIFICATES_FROM if row is None else int(row[0])
-            self.conn.execute(
-                "INSERT INTO sequence VALUES (?, ?) ON CONFLICT (year) DO UPDATE SET next = ?",
-                (year, serial + 1, serial + 1),
-            )
+            serial = take_number(self.conn, year, first=NEW_CERTIFICATES_FROM, column="year")
             number = f"{year:04d}{serial:09d}"
             self.conn.execute(
                 CERTIFICATE_INSERT,

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.sdk.database import open_database
-from govbus.errors import FailedPrecondition
+from adapters.sdk.database import open_database, take_number
 from govbus.pb.agencies.kazpost.v1 import kazpost_pb2 as pb
 
 __all__ = [
@@ -160,14 +159,12 @@ class PostStore:
         """Insert a delivery (values after the tracking number); returns the number."""
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            row = self._one("SELECT next FROM sequence WHERE kind = 'tracking'")
-            serial = NEW_TRACKING_FROM if row is None else int(row[0])
-            if serial >= 10**8:
-                raise FailedPrecondition("every tracking number of the series is used")
-            self.conn.execute(
-                "INSERT INTO sequence VALUES ('tracking', ?) "
-                "ON CONFLICT (kind) DO UPDATE SET next = excluded.next",
-                (serial + 1,),
+            serial = take_number(
+                self.conn,
+                "tracking",
+                first=NEW_TRACKING_FROM,
+                limit=10**8,
+                what="tracking number",
             )
             number = tracking_number(channel, serial)
             self.conn.execute(DELIVERY_INSERT, (number, *values))

@@ -15,8 +15,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from adapters.sdk.database import open_database
-from govbus.errors import FailedPrecondition
+from adapters.sdk.database import open_database, take_number
 
 __all__ = [
     "DEPRIVATION_INSERT",
@@ -117,15 +116,9 @@ class LicenceStore:
         return None if row[0] is None else str(row[0])
 
     def _next_serial(self) -> int:
-        row = self.conn.execute("SELECT next FROM sequence WHERE kind = 'licence'").fetchone()
-        serial = NEW_NUMBERS_FROM if row is None else int(row[0])
-        if serial >= _NUMBERS:
-            raise FailedPrecondition("every licence number of the series is used")
-        self.conn.execute(
-            "INSERT INTO sequence VALUES ('licence', ?) ON CONFLICT (kind) DO UPDATE SET next = ?",
-            (serial + 1, serial + 1),
+        return take_number(
+            self.conn, "licence", first=NEW_NUMBERS_FROM, limit=_NUMBERS, what="licence number"
         )
-        return serial
 
     def issue(self, values: tuple[Any, ...], replaces: str | None, reason: str) -> str:
         """Insert a licence (values without its number), replacing licence `replaces`."""

@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.sdk.database import open_database
-from govbus.errors import FailedPrecondition
+from adapters.sdk.database import open_database, take_number
 
 __all__ = [
     "INDEXES",
@@ -106,16 +105,9 @@ class MilitaryStore:
         return row is not None
 
     def next_ticket(self) -> int:
-        row = self.conn.execute("SELECT next FROM sequence WHERE kind = 'ticket'").fetchone()
-        serial = NEW_TICKETS_FROM if row is None else int(row[0])
-        if serial >= 10**7:
-            raise FailedPrecondition("every ticket number of the series is used")
-        self.conn.execute(
-            "INSERT INTO sequence VALUES ('ticket', ?) "
-            "ON CONFLICT (kind) DO UPDATE SET next = excluded.next",
-            (serial + 1,),
+        return take_number(
+            self.conn, "ticket", first=NEW_TICKETS_FROM, limit=10**7, what="ticket number"
         )
-        return serial
 
     def register_new(self, values: Sequence[Any], military_id: bool) -> None:
         """Insert a record (values without its ticket number, which comes last)."""

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.sdk.database import open_database
+from adapters.sdk.database import open_database, take_number
 from govbus.errors import InvalidIdentifier
 
 __all__ = [
@@ -165,13 +165,7 @@ class NotaryStore:
         return row is not None
 
     def _next(self, kind: str) -> int:
-        row = self.conn.execute("SELECT next FROM sequence WHERE kind = ?", (kind,)).fetchone()
-        serial = NEW_NUMBERS_FROM if row is None else int(row[0])
-        self.conn.execute(
-            "INSERT INTO sequence VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET next = ?",
-            (kind, serial + 1, serial + 1),
-        )
-        return serial
+        return take_number(self.conn, kind, first=NEW_NUMBERS_FROM)
 
     def add_power_of_attorney(self, values: Sequence[Any]) -> str:
         """Insert a power of attorney (values without its number); returns its number."""

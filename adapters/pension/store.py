@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from adapters.sdk.database import open_database
+from adapters.sdk.database import open_database, take_number
 
 __all__ = [
     "ACCOUNT_INSERT",
@@ -102,13 +102,7 @@ class PensionStore:
         """Open an empty account with the next free account number."""
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            row = self.conn.execute("SELECT next FROM sequence WHERE name = 'account'").fetchone()
-            number = NEW_ACCOUNTS_FROM if row is None else int(row[0])
-            self.conn.execute(
-                "INSERT INTO sequence VALUES ('account', ?) "
-                "ON CONFLICT (name) DO UPDATE SET next = ?",
-                (number + 1, number + 1),
-            )
+            number = take_number(self.conn, "account", first=NEW_ACCOUNTS_FROM, column="name")
             self.conn.execute(
                 "INSERT INTO account (iin, account_number, opened_date, balance_tiyn, "
                 "last_contribution_date) VALUES (?, ?, ?, 0, '')",

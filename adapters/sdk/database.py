@@ -7,6 +7,8 @@
   writes into a temporary file with journalling and syncing off and one big
   transaction, creates the indexes after the rows (much faster), switches the file
   to WAL and renames it into place, so a crashed load never leaves half a store.
+- `take_number(conn, key, first=…)` hands out the next number of a named sequence
+  (registration numbers, record ids) inside the caller's write transaction.
 
 Agency stores run their queries inline on the event loop: they are indexed point
 lookups on a local file that take microseconds, cheaper than a thread hop.
@@ -21,9 +23,11 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from govbus.errors import ConfigInvalid
+from govbus.errors import ConfigInvalid, FailedPrecondition
 
-__all__ = ["bulk_load", "open_database"]
+__all__ = ["bulk_load", "open_database", "take_number"]
+
+_SEQUENCE_KEYS = frozenset({"kind", "name", "year"})
 
 
 def open_database(path: Path, schema_version: int, *, readonly: bool = False) -> sqlite3.Connection:
@@ -88,3 +92,28 @@ def bulk_load(
     os.replace(tmp, path)
     for side in (Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
         side.unlink(missing_ok=True)
+
+
+def take_number(
+    conn: sqlite3.Connection,
+    key: str | int,
+    *,
+    first: int,
+    limit: int | None = None,
+    what: str = "number",
+    column: str = "kind",
+) -> int:
+    """The next number of sequence `key` in the store's `sequence (<column>, next)` table,
+    starting at `first`. Call it inside the write transaction (`BEGIN IMMEDIATE`) that
+    uses the number, so two writers never get the same one. With `limit`, a series that
+    has reached it is refused with FAILED_PRECONDITION ("every <what> of the series")."""
+    if column not in _SEQUENCE_KEYS:  # the only name put into the SQL below
+        raise ValueError(f"sequence key column {column!r}")
+    select = f"SELECT next FROM sequence WHERE {column} = ?"  # noqa: S608 - column checked
+    row = conn.execute(select, (key,)).fetchone()
+    number = first if row is None else int(row[0])
+    if limit is not None and number >= limit:
+        raise FailedPrecondition(f"every {what} of the series is used")
+    upsert = f"INSERT INTO sequence VALUES (?, ?) ON CONFLICT ({column}) DO UPDATE SET next = ?"  # noqa: S608
+    conn.execute(upsert, (key, number + 1, number + 1))
+    return number

@@ -238,7 +238,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from adapters.sdk.database import open_database
+from adapters.sdk.database import open_database, take_number
 
 __all__ = ["INDEXES", "INSERT", "SCHEMA_VERSION", "TABLES", "RecordStore"]
 
@@ -295,13 +295,7 @@ class RecordStore:
         """Insert a record (values without its id); returns the new id."""
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            row = self.conn.execute("SELECT next FROM sequence WHERE kind = 'R'").fetchone()
-            number = NEW_RECORDS_FROM if row is None else int(row[0])
-            self.conn.execute(
-                "INSERT INTO sequence VALUES ('R', ?) ON CONFLICT (kind) DO UPDATE SET next = ?",
-                (number + 1, number + 1),
-            )
-            record_id = f"R{number:010d}"
+            record_id = f"R{take_number(self.conn, 'R', first=NEW_RECORDS_FROM):010d}"
             self.conn.execute(INSERT, (record_id, *values))
         return record_id
 '''

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from adapters.sdk.database import open_database
+from adapters.sdk.database import open_database, take_number
 
 __all__ = [
     "DEBT_INSERT",
@@ -128,12 +128,8 @@ class TaxStore:
         """Insert a declaration whose id `make_id(serial)` builds; returns the id."""
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            row = self._one("SELECT next FROM sequence WHERE name = 'declaration'")
-            serial = NEW_DECLARATIONS_FROM if row is None else int(row[0])
-            self.conn.execute(
-                "INSERT INTO sequence VALUES ('declaration', ?) "
-                "ON CONFLICT (name) DO UPDATE SET next = ?",
-                (serial + 1, serial + 1),
+            serial = take_number(
+                self.conn, "declaration", first=NEW_DECLARATIONS_FROM, column="name"
             )
             declaration_id = str(make_id(serial))
             self.conn.execute(DECLARATION_INSERT, (declaration_id, *values))

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from adapters.sdk.database import open_database
+from adapters.sdk.database import open_database, take_number
 
 __all__ = [
     "INDEXES",
@@ -110,13 +110,7 @@ class VehicleStore:
 
     def _take(self, name: str) -> int:
         """The next number of a sequence (inside the caller's transaction)."""
-        row = self._one("SELECT next FROM sequence WHERE name = ?", name)
-        number = 0 if row is None else int(row[0])
-        self.conn.execute(
-            "INSERT INTO sequence VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET next = ?",
-            (name, number + 1, number + 1),
-        )
-        return number
+        return take_number(self.conn, name, first=0, column="name")
 
     def register(
         self,

@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from adapters.sdk.database import open_database
+from adapters.sdk.database import open_database, take_number
 
 __all__ = ["INDEXES", "NEW_RECORDS_FROM", "SCHEMA_VERSION", "TABLES", "CivilStore"]
 
@@ -109,13 +109,7 @@ class CivilStore:
         return self._one("SELECT * FROM death WHERE iin = ?", iin)
 
     def _next_record(self, kind: str) -> str:
-        row = self._one("SELECT next FROM sequence WHERE kind = ?", kind)
-        number = NEW_RECORDS_FROM if row is None else int(row[0])
-        self.conn.execute(
-            "INSERT INTO sequence VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET next = ?",
-            (kind, number + 1, number + 1),
-        )
-        return f"{kind}{number:010d}"
+        return f"{kind}{take_number(self.conn, kind, first=NEW_RECORDS_FROM):010d}"
 
     def add_birth(self, values: tuple[Any, ...]) -> str:
         """Insert a birth act (values without the record id); returns its id."""
