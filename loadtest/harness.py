@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 import grpc
 from google.protobuf import descriptor as pb_descriptor
@@ -174,7 +175,57 @@ async def _wait_for_conf(addresses: list[str], version: int, end: float) -> None
                 await asyncio.sleep(0.05)
 
 
-class Bus:
+class _SecurityServer(Protocol):
+    process: GovbusProcess | None
+
+    @property
+    def consumer_address(self) -> str: ...
+
+
+ServerT = TypeVar("ServerT", bound=_SecurityServer)
+
+
+class _Fleet(Generic[ServerT]):
+    """What both test buses do with the processes they start."""
+
+    servers: dict[str, ServerT]
+    processes: list[GovbusProcess]
+
+    def start_diagnostics(self) -> str:
+        """The diagnostics adapter (`govbus.v1.Diagnostics`); returns its address."""
+        process = GovbusProcess("ss", "diagnostics", "--port", "0").start()
+        self.processes.append(process)
+        return f"127.0.0.1:{process.info['port']}"
+
+    def stop_server(self, server_id: str) -> str:
+        """SIGTERM one security server and wait for it (its log is flushed and closed);
+        returns what it printed. It stays registered at its address: `start_server` starts
+        it again there."""
+        server = self.servers[server_id]
+        process, server.process = server.process, None
+        if process is None:
+            return ""
+        process.stop()
+        output = process.output()
+        process.close()
+        self.processes.remove(process)
+        return output
+
+    def wait_for_conf(self, version: int, timeout: float = 20.0) -> None:
+        """Block until every running security server has `version` in force."""
+        wait_for_conf(
+            [s.consumer_address for s in self.servers.values() if _running(s.process)],
+            version,
+            timeout,
+        )
+
+    def _close_processes(self) -> None:
+        for process in reversed(self.processes):
+            process.close()
+        self.processes.clear()
+
+
+class Bus(_Fleet[Server]):
     def __init__(self, root: Path, *, conf_ttl: float = 600.0, poll_s: float = 0.2) -> None:
         self.root = root
         self.ca = CertificateAuthority.init(root / "pki", PASSPHRASE)
@@ -296,11 +347,6 @@ class Bus:
 
     # --- processes -------------------------------------------------------------------
 
-    def start_diagnostics(self) -> str:
-        process = GovbusProcess("ss", "diagnostics", "--port", "0").start()
-        self.processes.append(process)
-        return f"127.0.0.1:{process.info['port']}"
-
     def start_server(
         self,
         server_id: str,
@@ -361,27 +407,6 @@ class Bus:
                     entry.address = server.address
             started.append(server)
         return started
-
-    def stop_server(self, server_id: str) -> str:
-        """SIGTERM one security server and wait for it; returns what it printed. Its
-        provider address stays in the configuration: a restart binds it again."""
-        server = self.servers[server_id]
-        process, server.process = server.process, None
-        if process is None:
-            return ""
-        process.stop()
-        output = process.output()
-        process.close()
-        self.processes.remove(process)
-        return output
-
-    def wait_for_conf(self, version: int, timeout: float = 20.0) -> None:
-        """Block until every running security server has `version` in force."""
-        wait_for_conf(
-            [s.consumer_address for s in self.servers.values() if _running(s.process)],
-            version,
-            timeout,
-        )
 
     def status(self, server_id: str) -> security_server_pb2.StatusReply:
         """A running security server's own status (conf version, consent feed age, …)."""
@@ -512,9 +537,7 @@ class Bus:
         )
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.close()
-        self.processes.clear()
+        self._close_processes()
 
 
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
@@ -551,7 +574,7 @@ class RegisteredServer:
         return f"127.0.0.1:{self.process.info['provider']}"
 
 
-class RegistryBus:
+class RegistryBus(_Fleet[RegisteredServer]):
     """A registry process and security servers that live on its configuration.
 
     ```python
@@ -672,11 +695,6 @@ class RegistryBus:
 
     # --- processes -----------------------------------------------------------------------
 
-    def start_diagnostics(self) -> str:
-        process = GovbusProcess("ss", "diagnostics", "--port", "0").start()
-        self.processes.append(process)
-        return f"127.0.0.1:{process.info['port']}"
-
     def start_server(self, server_id: str, *, extra: str | None = None) -> RegisteredServer:
         """Start (or restart) a registered server and register its provider address."""
         server = self.servers[server_id]
@@ -695,31 +713,8 @@ class RegistryBus:
         self.admin.set_server_address(server_id, server.address)
         return server
 
-    def stop_server(self, server_id: str) -> str:
-        """SIGTERM one security server and wait for it (its log is flushed and closed);
-        returns what it printed."""
-        server = self.servers[server_id]
-        process, server.process = server.process, None
-        if process is None:
-            return ""
-        process.stop()
-        output = process.output()
-        process.close()
-        self.processes.remove(process)
-        return output
-
-    def wait_for_conf(self, version: int, timeout: float = 20.0) -> None:
-        """Block until every running security server has `version` in force."""
-        wait_for_conf(
-            [s.consumer_address for s in self.servers.values() if _running(s.process)],
-            version,
-            timeout,
-        )
-
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.close()
-        self.processes.clear()
+        self._close_processes()
         if self._admin is not None:
             self._admin.close()
             self._admin = None
