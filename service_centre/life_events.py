@@ -105,6 +105,16 @@ async def _address(ctx: StepContext) -> dict[str, Any]:
     return as_dict(found)
 
 
+# The reads several services start from.
+_PERSON_STEP = Step("person", "Сведения о физическом лице (ГБД ФЛ)", "gbdfl", _person)
+_REGISTRATION_STEP = Step(
+    "registration", "Регистрация по месту жительства", "migration", _registration
+)
+_ADDRESS_STEP = Step(
+    "address", "Адрес (адресный регистр)", "address", _address, needs=("registration",), subject=""
+)
+
+
 async def _marriages(ctx: StepContext) -> dict[str, Any]:
     rows = await ctx.stream(
         "zags",
@@ -174,16 +184,9 @@ PERSONAL_DATA = CompositeService(
     purpose="personal-data-certificate",
     purpose_text="выдача справки о ваших персональных данных в ЦОН",
     steps=(
-        Step("person", "Сведения о физическом лице (ГБД ФЛ)", "gbdfl", _person),
-        Step("registration", "Регистрация по месту жительства", "migration", _registration),
-        Step(
-            "address",
-            "Адрес (адресный регистр)",
-            "address",
-            _address,
-            needs=("registration",),
-            subject="",
-        ),
+        _PERSON_STEP,
+        _REGISTRATION_STEP,
+        _ADDRESS_STEP,
     ),
     certificate_title="СПРАВКА о персональных данных",
     certificate=_personal_data_certificate,
@@ -218,17 +221,10 @@ ADDRESS_CERTIFICATE = CompositeService(
     purpose="address-certificate",
     purpose_text="выдача адресной справки в ЦОН",
     steps=(
-        Step("person", "Сведения о физическом лице (ГБД ФЛ)", "gbdfl", _person),
-        Step("registration", "Регистрация по месту жительства", "migration", _registration),
+        _PERSON_STEP,
+        _REGISTRATION_STEP,
         Step("history", "История регистрации", "migration", _history),
-        Step(
-            "address",
-            "Адрес (адресный регистр)",
-            "address",
-            _address,
-            needs=("registration",),
-            subject="",
-        ),
+        _ADDRESS_STEP,
     ),
     certificate_title="АДРЕСНАЯ СПРАВКА",
     certificate=_address_certificate,
@@ -271,7 +267,7 @@ MARITAL_STATUS = CompositeService(
     purpose="marital-status-certificate",
     purpose_text="выдача справки о семейном положении в ЦОН",
     steps=(
-        Step("person", "Сведения о физическом лице (ГБД ФЛ)", "gbdfl", _person),
+        _PERSON_STEP,
         Step("marriages", "Актовые записи о браке (ЗАГС)", "zags", _marriages),
     ),
     certificate_title="СПРАВКА о семейном положении",
@@ -591,7 +587,7 @@ NO_CRIMINAL_RECORD = CompositeService(
         ),
     ),
     steps=(
-        Step("person", "Сведения о физическом лице (ГБД ФЛ)", "gbdfl", _person),
+        _PERSON_STEP,
         Step("certificate", "Справка КПСиСУ", "criminal", _criminal_certificate, write=True),
     ),
     certificate_title="СПРАВКА о наличии либо отсутствии судимости",
